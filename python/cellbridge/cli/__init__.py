@@ -1,0 +1,1 @@
+"""The `cellbridge` command line: thin shells over the library calls, one module per command."""

@@ -1,0 +1,1 @@
+"""Reading and writing: slides, QuPath GeoJSON, atomic output files."""
