@@ -1,0 +1,302 @@
+"""Slides: one `Slide` interface over tiffslide, OpenSlide and OpenCV.
+
+Coordinates are level-0 pixels (x right, y down), as in QuPath. `read_region(x, y, w, h, downsample)`
+returns RGB uint8 of shape `(round(h / downsample), round(w / downsample), 3)`, read from the best pyramid
+level and resized as needed; areas outside the image are filled with white (empty glass). Every backend is
+safe to use from several reader threads at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from cellbridge.errors import SlideError
+
+log = logging.getLogger(__name__)
+
+PLAIN_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".jp2", ".webp"})
+TIFF_SUFFIXES = frozenset({".tif", ".tiff", ".svs", ".btf", ".tf8", ".qptiff", ".scn", ".bif"})
+OPENSLIDE_SUFFIXES = frozenset({".mrxs", ".ndpi", ".vms", ".vmu", ".svslide", ".dcm"})
+WHITE = 255
+LEVEL_TOLERANCE = 1e-3
+
+
+class Slide(abc.ABC):
+    """A whole-slide image or plain image, read by level-0 regions at any downsample."""
+
+    def __init__(self, path: Path, level_dimensions: tuple[tuple[int, int], ...],
+                 level_downsamples: tuple[float, ...], mpp: float | None, backend: str) -> None:
+        self.path = path
+        self.level_dimensions = level_dimensions
+        self.level_downsamples = level_downsamples
+        self.mpp = mpp
+        self.backend = backend
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 (width, height) in pixels."""
+        return self.level_dimensions[0]
+
+    @property
+    def level_count(self) -> int:
+        """Number of pyramid levels (1 for plain images)."""
+        return len(self.level_dimensions)
+
+    def best_level(self, downsample: float) -> int:
+        """The smallest level whose downsample does not exceed `downsample` (no detail is lost)."""
+        best = 0
+        for level, level_downsample in enumerate(self.level_downsamples):
+            if level_downsample <= downsample * (1 + LEVEL_TOLERANCE):
+                best = level
+        return best
+
+    def read_region(self, x: float, y: float, w: float, h: float, downsample: float = 1.0,
+                    fill: int = WHITE) -> np.ndarray:
+        """RGB uint8 pixels of the level-0 rectangle (x, y, w, h) at `downsample`, padded with `fill`."""
+        if not (w > 0 and h > 0):
+            raise SlideError(f"{self.path}: region size must be positive, got {w}x{h}")
+        if not downsample > 0 or not math.isfinite(downsample):
+            raise SlideError(f"{self.path}: downsample must be a positive number, got {downsample}")
+        out_w, out_h = max(1, round(w / downsample)), max(1, round(h / downsample))
+        level = self.best_level(downsample)
+        level_downsample = self.level_downsamples[level]
+        level_w, level_h = self.level_dimensions[level]
+        scale = downsample / level_downsample  # level pixels per output pixel
+        left, top = x / level_downsample, y / level_downsample
+        x0, y0 = math.floor(left + 1e-6), math.floor(top + 1e-6)
+        x1 = math.ceil(left + out_w * scale - 1e-6)
+        y1 = math.ceil(top + out_h * scale - 1e-6)
+        canvas = np.full((y1 - y0, x1 - x0, 3), fill, dtype=np.uint8)
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, level_w), min(y1, level_h)
+        if cx1 > cx0 and cy1 > cy0:
+            canvas[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = self._read_level(level, cx0, cy0, cx1 - cx0, cy1 - cy0)
+        return _resample(canvas, left - x0, top - y0, scale, out_w, out_h)
+
+    def thumbnail(self, max_side: int = 2048) -> tuple[np.ndarray, float]:
+        """The whole slide at a downsample that fits `max_side`; returns (RGB image, downsample)."""
+        width, height = self.dimensions
+        downsample = max(1.0, max(width, height) / max_side)
+        return self.read_region(0, 0, width, height, downsample), downsample
+
+    @abc.abstractmethod
+    def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """RGB uint8 pixels of an in-bounds rectangle given in the coordinates of `level`."""
+
+    def close(self) -> None:
+        """Release file handles (the slide must not be used afterwards)."""
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        w, h = self.dimensions
+        return f"{type(self).__name__}({str(self.path)!r}, {w}x{h}, levels={self.level_count}, mpp={self.mpp})"
+
+
+def _resample(canvas: np.ndarray, left: float, top: float, scale: float, out_w: int, out_h: int) -> np.ndarray:
+    """Map `canvas` (whose pixel (0, 0) sits at level coordinate offset (-left, -top)) to the output grid."""
+    if abs(scale - 1) < LEVEL_TOLERANCE and abs(left - round(left)) < 1e-6 and abs(top - round(top)) < 1e-6:
+        ox, oy = round(left), round(top)
+        return np.ascontiguousarray(canvas[oy:oy + out_h, ox:ox + out_w])
+    if abs(scale - round(scale)) < LEVEL_TOLERANCE and scale >= 2 and left == 0 and top == 0:
+        k = round(scale)  # exact block average: output pixel = mean of a k x k block
+        return cv2.resize(canvas[:out_h * k, :out_w * k], (out_w, out_h), interpolation=cv2.INTER_AREA)
+    # General case: pre-shrink by area averaging, then an exact affine map of pixel centres.
+    factor = max(1, math.floor(scale))
+    if factor > 1:
+        pad_h, pad_w = -canvas.shape[0] % factor, -canvas.shape[1] % factor
+        canvas = cv2.copyMakeBorder(canvas, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+        canvas = cv2.resize(canvas, (canvas.shape[1] // factor, canvas.shape[0] // factor),
+                            interpolation=cv2.INTER_AREA)
+        left, top, scale = left / factor, top / factor, scale / factor
+    # output pixel centre u + 0.5 sits at level coordinate left + (u + 0.5) * scale, i.e. canvas pixel
+    # index left + (u + 0.5) * scale - 0.5
+    matrix = np.array([[scale, 0, left + 0.5 * scale - 0.5], [0, scale, top + 0.5 * scale - 0.5]])
+    return cv2.warpAffine(canvas, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _to_rgb(array: np.ndarray, background: int = WHITE) -> np.ndarray:
+    """Any image array (gray, RGB, RGBA; 8 or 16 bit) as RGB uint8; alpha composited on `background`."""
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.integer):
+            array = (array.astype(np.float32) / np.iinfo(array.dtype).max * 255).round().astype(np.uint8)
+        else:
+            array = np.clip(array.astype(np.float32) * 255, 0, 255).round().astype(np.uint8)
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    channels = array.shape[2]
+    if channels == 1:
+        return np.repeat(array, 3, axis=2)
+    if channels == 4:
+        alpha = array[:, :, 3:4].astype(np.float32) / 255
+        rgb = array[:, :, :3].astype(np.float32) * alpha + background * (1 - alpha)
+        return rgb.round().astype(np.uint8)
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+class ArraySlide(Slide):
+    """A slide held in memory as one RGB array (plain images, tiles sent over the bridge, tests)."""
+
+    def __init__(self, array: np.ndarray, mpp: float | None = None, path: str | os.PathLike[str] = "<array>",
+                 backend: str = "array") -> None:
+        rgb = _to_rgb(np.asarray(array))
+        height, width = rgb.shape[:2]
+        super().__init__(Path(path), ((width, height),), (1.0,), mpp, backend)
+        self._array = rgb
+
+    def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return self._array[y:y + h, x:x + w]
+
+
+class TiffSlideSlide(Slide):
+    """TIFF, SVS, OME-TIFF and generic pyramidal TIFF through tiffslide (one handle per reader thread)."""
+
+    def __init__(self, path: Path) -> None:
+        import tiffslide
+
+        self._open = lambda: tiffslide.TiffSlide(path)
+        self._local = threading.local()
+        self._handles: list[Any] = []
+        self._lock = threading.Lock()
+        handle = self._handle()
+        mpp = _mpp_from_properties(handle.properties, "tiffslide")
+        downsamples = tuple(float(d) for d in handle.level_downsamples)
+        super().__init__(path, tuple(tuple(int(v) for v in d) for d in handle.level_dimensions),
+                         downsamples, mpp, "tiffslide")
+
+    def _handle(self) -> Any:
+        handle = getattr(self._local, "handle", None)
+        if handle is None:
+            handle = self._open()
+            self._local.handle = handle
+            with self._lock:
+                self._handles.append(handle)
+        return handle
+
+    def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        array = self._handle().zarr_group[str(level)][y:y + h, x:x + w]
+        return _to_rgb(np.asarray(array))
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._handles:
+                handle.close()
+            self._handles.clear()
+        self._local = threading.local()
+
+
+class OpenSlideSlide(Slide):
+    """MIRAX, NDPI, Hamamatsu, Leica, Ventana and the other formats OpenSlide reads (thread-safe handle)."""
+
+    def __init__(self, path: Path) -> None:
+        import openslide
+
+        self._slide = openslide.OpenSlide(str(path))
+        mpp = _mpp_from_properties(self._slide.properties, "openslide")
+        super().__init__(path, tuple(tuple(int(v) for v in d) for d in self._slide.level_dimensions),
+                         tuple(float(d) for d in self._slide.level_downsamples), mpp, "openslide")
+
+    def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        level_downsample = self.level_downsamples[level]
+        location = (round(x * level_downsample), round(y * level_downsample))
+        rgba = np.asarray(self._slide.read_region(location, level, (w, h)))
+        return _to_rgb(rgba)
+
+    def close(self) -> None:
+        self._slide.close()
+
+
+def _mpp_from_properties(properties: Any, prefix: str) -> float | None:
+    """Pixel size in µm from tiffslide/openslide properties (mean of x and y), or None when unknown."""
+    values = []
+    for axis in ("x", "y"):
+        raw = properties.get(f"{prefix}.mpp-{axis}")
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value) and value > 0:
+            values.append(value)
+    return sum(values) / len(values) if values else None
+
+
+def openslide_available() -> bool:
+    """True when openslide-python and the OpenSlide library can be imported."""
+    if importlib.util.find_spec("openslide") is None:
+        return False
+    try:
+        import openslide  # noqa: F401
+    except Exception:  # the C library may be missing even when the Python package is installed
+        return False
+    return True
+
+
+def _read_plain_image(path: Path) -> np.ndarray:
+    data = np.fromfile(path, dtype=np.uint8)  # handles non-ASCII paths, unlike cv2.imread
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise SlideError(f"{path}: OpenCV cannot decode this image (corrupt or not an image)")
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        image = cv2.cvtColor(image, code)
+    return image
+
+
+def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
+    """Open any supported slide or image; `mpp` overrides (or supplies) the pixel size in µm.
+
+    Raises `SlideError` naming the file and the reason when it is missing, unreadable or unsupported.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SlideError(f"{path}: no such file")
+    if path.is_dir():
+        raise SlideError(f"{path}: is a folder, not a slide or image file")
+    if not os.access(path, os.R_OK):
+        raise SlideError(f"{path}: permission denied")
+    if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+        raise SlideError(f"{path}: pixel size must be a positive number of µm, got {mpp}")
+    slide = _open_by_format(path)
+    if mpp is not None:
+        slide.mpp = float(mpp)
+    return slide
+
+
+def _open_plain_image(path: Path) -> Slide:
+    return ArraySlide(_read_plain_image(path), path=path, backend="opencv")
+
+
+def _open_by_format(path: Path) -> Slide:
+    suffix = path.suffix.lower()
+    if suffix in PLAIN_IMAGE_SUFFIXES:
+        return _open_plain_image(path)
+    if suffix in OPENSLIDE_SUFFIXES and not openslide_available():
+        raise SlideError(f"{path}: {suffix} slides need OpenSlide: pip install openslide-python openslide-bin")
+    openers: list[tuple[str, Any]] = [("tiffslide", TiffSlideSlide), ("openslide", OpenSlideSlide),
+                                      ("opencv", _open_plain_image)]
+    if suffix in OPENSLIDE_SUFFIXES:
+        openers = openers[1:2]
+    elif not openslide_available():
+        openers = [openers[0], openers[2]]
+    errors = []
+    for name, opener in openers:
+        try:
+            return opener(path)
+        except Exception as error:  # each backend raises its own types; all become one SlideError
+            errors.append(f"{name}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+    problem = "unreadable" if suffix in TIFF_SUFFIXES | OPENSLIDE_SUFFIXES else "unsupported or unreadable format"
+    raise SlideError(f"{path}: {problem} ({'; '.join(errors)})")
