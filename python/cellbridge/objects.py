@@ -7,6 +7,8 @@ pixels of the slide, x right, y down.
 
 from __future__ import annotations
 
+import colorsys
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,6 +19,24 @@ ObjectType = Literal["annotation", "detection", "cell", "tile", "tmaCore"]
 OBJECT_TYPES: tuple[str, ...] = ("annotation", "detection", "cell", "tile", "tmaCore")
 
 RGB = tuple[int, int, int]
+
+# QuPath's built-in class colours (qupath.lib.objects.classes.PathClass), so our classes look familiar.
+STANDARD_CLASS_COLORS: dict[str, RGB] = {
+    "Tumor": (200, 0, 0), "Stroma": (150, 200, 150), "Immune cells": (160, 90, 160),
+    "Necrosis": (50, 50, 50), "Other": (255, 200, 0), "Region*": (0, 0, 180), "Ignore*": (180, 180, 180),
+    "Positive": (200, 50, 50), "Negative": (90, 90, 180), "1+": (255, 215, 0), "2+": (225, 150, 50),
+    "3+": (200, 50, 50),
+}
+
+
+def class_color(name: str) -> RGB:
+    """A class's colour: QuPath's own for its standard classes, else a stable bright colour from the name."""
+    if name in STANDARD_CLASS_COLORS:
+        return STANDARD_CLASS_COLORS[name]
+    digest = hashlib.sha1(name.encode("utf-8")).digest()
+    hue, saturation, value = digest[0] / 255, 0.55 + digest[1] / 255 * 0.4, 0.65 + digest[2] / 255 * 0.3
+    r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+    return (round(r * 255), round(g * 255), round(b * 255))
 
 
 @dataclass(frozen=True)
