@@ -1,0 +1,30 @@
+# CellBridge: `make sample` runs the main job on a built-in synthetic slide; `make test` runs every test.
+# Both create the virtual environment in .venv first (Python 3.11; torch pinned).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH := torch==2.14.1 torchvision==0.29.1
+SAMPLE_OUT ?= sample-output
+
+.PHONY: sample test test-python venv clean
+
+venv: $(STAMP)
+
+$(STAMP): python/pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e 'python[dev]'
+	touch $(STAMP)
+
+sample: $(STAMP)
+	$(BIN)/cellbridge sample --out-dir $(SAMPLE_OUT)
+
+test: test-python
+
+test-python: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+clean:
+	rm -rf $(VENV) $(SAMPLE_OUT) .pytest_cache .hypothesis
