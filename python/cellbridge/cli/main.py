@@ -22,6 +22,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellbridge.cli.tiles",
     "cellbridge.cli.export_coco",
     "cellbridge.cli.convert",
+    "cellbridge.cli.train",
+    "cellbridge.cli.detect",
+    "cellbridge.cli.models",
 )
 
 EXIT_INPUT_ERROR = 2

@@ -1,0 +1,47 @@
+"""A small U-Net: configurable depth, width and channels; the backbone of the nuclei and semantic engines."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """U-Net with `depth` poolings and `width`·2^k channels at level k; output has `out_channels` logits.
+
+    Inputs of any size work: they are padded to a multiple of 2^depth and the output cropped back.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 2, depth: int = 3, width: int = 16) -> None:
+        super().__init__()
+        self.depth = depth
+        widths = [width * 2 ** k for k in range(depth + 1)]
+        self.down = nn.ModuleList([_block(in_channels, widths[0])] +
+                                  [_block(widths[k - 1], widths[k]) for k in range(1, depth + 1)])
+        self.up = nn.ModuleList([nn.ConvTranspose2d(widths[k], widths[k - 1], 2, stride=2)
+                                 for k in range(depth, 0, -1)])
+        self.merge = nn.ModuleList([_block(2 * widths[k - 1], widths[k - 1]) for k in range(depth, 0, -1)])
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        multiple = 2 ** self.depth
+        pad_h, pad_w = (-h) % multiple, (-w) % multiple
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        skips = []
+        for k, block in enumerate(self.down):
+            x = block(x if k == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        x = skips.pop()
+        for up, merge in zip(self.up, self.merge):
+            x = merge(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)[..., :h, :w]

@@ -1,0 +1,259 @@
+"""The hot path: tile plan → reader threads → batched model on the device → per-tile post-processing in
+worker threads → seam-free merge → QuPath GeoJSON streamed to the output.
+
+Readers fetch and preprocess the next tiles while the model runs on the current batch; post-processing of a
+batch overlaps the next forward pass. Objects leave the merger as soon as they are final, so the whole slide's
+objects are never held in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from shapely.geometry.base import BaseGeometry
+from tqdm import tqdm
+
+from cellbridge.engines.base import Engine
+from cellbridge.engines.device import AdaptiveBatcher, autocast, resolve_device, to_device
+from cellbridge.engines.measure import measure_objects
+from cellbridge.engines.preprocess import preprocess_image
+from cellbridge.engines.registry import make_engine
+from cellbridge.errors import CellBridgeError
+from cellbridge.io.qupath_geojson import GeoJSONWriter
+from cellbridge.io.slides import Slide
+from cellbridge.merge.seams import SeamMerger
+from cellbridge.models.package import ModelPackage, load_model
+from cellbridge.objects import PathObject
+from cellbridge.tiling import detect_tissue, plan_tiles
+from cellbridge.tiling.plan import Tile, TilePlan
+
+
+class Cancelled(CellBridgeError):
+    """The run was cancelled; nothing was written."""
+
+
+@dataclass
+class RunOptions:
+    """How to run a model over a slide (None: the model package's own value)."""
+
+    device: str = "auto"
+    batch_size: int = 4
+    tile_size: int | None = None
+    overlap: int | None = None
+    readers: int = 2
+    postprocess_workers: int = 2
+    tissue: bool = True
+    pixel_size: float | None = None          # µm/px of the input when the slide does not say
+    engine: dict[str, Any] = field(default_factory=dict)   # engine options (thresholds, cell expansion…)
+    measure: bool = True
+    progress: bool = False
+
+
+@dataclass
+class RunResult:
+    """What a run produced."""
+
+    objects: int
+    class_counts: dict[str, int]
+    tiles: int
+    full_scan_tiles: int
+    downsample: float
+    seconds: float
+    device: str
+    output: Path | None = None
+    scale_note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {"objects": self.objects, "classes": self.class_counts, "tiles": self.tiles,
+                "full_scan_tiles": self.full_scan_tiles, "downsample": round(self.downsample, 4),
+                "seconds": round(self.seconds, 2), "device": self.device,
+                "output": None if self.output is None else str(self.output), "scale": self.scale_note}
+
+
+def model_downsample(slide: Slide, package: ModelPackage, pixel_size: float | None) -> tuple[float, str]:
+    """The downsample that brings the slide to the model's pixel size, and a note saying how it was chosen."""
+    spec = package.spec
+    slide_mpp = slide.mpp or pixel_size
+    if spec.mpp and slide_mpp:
+        return spec.mpp / slide_mpp, f"slide {slide_mpp:.4g} µm/px → model {spec.mpp:.4g} µm/px"
+    if spec.mpp and not slide_mpp:
+        return float(spec.downsample), (f"slide pixel size unknown: assumed the model's {spec.mpp:.4g} µm/px "
+                                        "(pass --pixel-size to set it)")
+    return float(spec.downsample), f"model downsample {spec.downsample:g}"
+
+
+class Pipeline:
+    """One model loaded on one device, ready to run over any number of slides."""
+
+    def __init__(self, model: str | Path | ModelPackage, options: RunOptions | None = None) -> None:
+        self.options = options or RunOptions()
+        self.package = model if isinstance(model, ModelPackage) else load_model(model)
+        self.device = resolve_device(self.options.device)
+        self.engine: Engine = make_engine(self.package, self.device, self.options.engine)
+        self.batcher = AdaptiveBatcher(self.options.batch_size, self.device)
+
+    def plan(self, slide: Slide, roi: BaseGeometry | None = None) -> tuple[TilePlan, float, str]:
+        """Tiles over ROI ∩ tissue at the model's scale."""
+        spec = self.package.spec
+        downsample, note = model_downsample(slide, self.package, self.options.pixel_size)
+        tile_size = self.options.tile_size or spec.tile_size
+        overlap = spec.overlap if self.options.overlap is None else self.options.overlap
+        if overlap <= self.engine.object_size:
+            overlap = min(int(self.engine.object_size) + 8, tile_size // 2 - 1)  # seams need whole objects
+        tissue = detect_tissue(slide) if self.options.tissue else None
+        plan = plan_tiles(*slide.dimensions, tile_size=tile_size, overlap=overlap, downsample=downsample,
+                          roi=roi, tissue=tissue)
+        return plan, downsample, note
+
+    def objects(self, slide: Slide, roi: BaseGeometry | None = None,
+                cancelled: Callable[[], bool] = lambda: False,
+                on_progress: Callable[[int, int], None] | None = None) -> Iterator[PathObject]:
+        """Merged objects of the slide (level-0 geometry), yielded as soon as each is final."""
+        plan, _, _ = self.plan(slide, roi)
+        yield from self._run_plan(slide, plan, roi, cancelled, on_progress)
+
+    def _run_plan(self, slide: Slide, plan: TilePlan, roi: BaseGeometry | None, cancelled: Callable[[], bool],
+                  on_progress: Callable[[int, int], None] | None) -> Iterator[PathObject]:
+        merger = SeamMerger(plan, roi=roi)
+        tiles = list(plan)
+        batch = max(1, self.batcher.batch_size)
+        preprocessing = self.package.spec.preprocessing
+        mpp = slide.mpp or self.options.pixel_size
+
+        def read(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray]:
+            rgb = slide.read_region(tile.x, tile.y, tile.extent, tile.extent, tile.downsample)
+            return tile, rgb, preprocess_image(rgb, preprocessing)
+
+        def post(raw: Any, rgb: np.ndarray, tile: Tile) -> tuple[Tile, list[PathObject]]:
+            objects = self.engine.postprocess(raw, rgb, tile)
+            if self.options.measure and objects:
+                measure_objects(objects, rgb, (tile.x, tile.y), tile.downsample, mpp, self.engine.compartment)
+            return tile, objects
+
+        done = 0
+        with ThreadPoolExecutor(self.options.readers, thread_name_prefix="cellbridge-read") as readers, \
+                ThreadPoolExecutor(self.options.postprocess_workers, thread_name_prefix="cellbridge-post") as posts:
+            ahead = max(2 * batch, self.options.readers * 2)
+            pending_reads: deque[Future] = deque(readers.submit(read, t) for t in tiles[:ahead])
+            next_tile = len(pending_reads)
+            pending_posts: deque[Future] = deque()
+            while pending_reads:
+                if cancelled():
+                    for future in [*pending_reads, *pending_posts]:
+                        future.cancel()
+                    raise Cancelled("run cancelled")
+                current = [pending_reads.popleft().result() for _ in range(min(batch, len(pending_reads)))]
+                while next_tile < len(tiles) and len(pending_reads) < ahead:
+                    pending_reads.append(readers.submit(read, tiles[next_tile]))
+                    next_tile += 1
+                raws = self.batcher.run(current, self._forward)
+                for (tile, rgb, _), raw in zip(current, raws):
+                    pending_posts.append(posts.submit(post, raw, rgb, tile))
+                while pending_posts and (pending_posts[0].done() or len(pending_posts) > 2 * batch):
+                    tile, objects = pending_posts.popleft().result()
+                    yield from merger.add(tile, objects)
+                    done += 1
+                    if on_progress:
+                        on_progress(done, len(tiles))
+            while pending_posts:
+                tile, objects = pending_posts.popleft().result()
+                yield from merger.add(tile, objects)
+                done += 1
+                if on_progress:
+                    on_progress(done, len(tiles))
+        yield from merger.finish()
+
+    def _forward(self, items: list[tuple[Tile, np.ndarray, np.ndarray]]) -> list[Any]:
+        batch = to_device(torch.from_numpy(np.stack([item[2] for item in items])), self.device)
+        with torch.inference_mode(), autocast(self.device):
+            return self.engine.infer(batch)
+
+    def run(self, slide: Slide, out: str | Path | None = None, roi: BaseGeometry | None = None,
+            cancelled: Callable[[], bool] = lambda: False, overlay: str | Path | None = None,
+            on_object: Callable[[PathObject], None] | None = None) -> RunResult:
+        """Run over the slide; stream the objects to `out` (QuPath GeoJSON, atomic) and/or `on_object`."""
+        started = time.perf_counter()
+        plan, downsample, note = self.plan(slide, roi)
+        counts: Counter = Counter()
+        drawer = OverlayDrawer(slide) if overlay else None
+        bar = tqdm(total=len(plan), desc=slide.path.name, unit="tile", disable=not self.options.progress)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+            bar.set_postfix(objects=sum(counts.values()))
+
+        def consume(objects: Iterator[PathObject], writer: GeoJSONWriter | None) -> None:
+            for obj in objects:
+                counts[obj.class_name or "Unclassified"] += 1
+                if writer is not None:
+                    writer.write(obj)
+                if drawer is not None:
+                    drawer.draw(obj)
+                if on_object is not None:
+                    on_object(obj)
+
+        stream = self._run_plan(slide, plan, roi, cancelled, progress)
+        try:
+            if out is not None:
+                with GeoJSONWriter(out) as writer:
+                    consume(stream, writer)
+            else:
+                consume(stream, None)
+        finally:
+            bar.close()
+        if drawer is not None:
+            drawer.save(overlay)
+        return RunResult(sum(counts.values()), dict(sorted(counts.items())), len(plan), plan.grid_tiles, downsample,
+                         time.perf_counter() - started, str(self.device), None if out is None else Path(out), note)
+
+
+class OverlayDrawer:
+    """Objects drawn over a downsampled view of the slide, outlined in their class colours."""
+
+    def __init__(self, slide: Slide, max_side: int = 2048) -> None:
+        rgb, self.downsample = slide.thumbnail(max_side)
+        self.canvas = np.ascontiguousarray(rgb)
+        self.thickness = 1
+
+    def draw(self, obj: PathObject) -> None:
+        import cv2
+
+        from cellbridge.geometry import polygons_of
+
+        color = obj.path_class.color if obj.path_class is not None and obj.path_class.color else (255, 255, 0)
+        geometry = obj.locating_geometry
+        polygons = polygons_of(geometry)
+        if not polygons:
+            c = geometry.centroid
+            cv2.circle(self.canvas, (int(c.x / self.downsample), int(c.y / self.downsample)), 2, color, -1)
+            return
+        for polygon in polygons:
+            ring = np.round(np.asarray(polygon.exterior.coords) / self.downsample * 4).astype(np.int32)
+            cv2.polylines(self.canvas, [ring], True, color, self.thickness, lineType=cv2.LINE_AA, shift=2)
+
+    def save(self, path: str | Path) -> None:
+        import cv2
+
+        from cellbridge.io.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            ok, data = cv2.imencode(Path(path).suffix or ".png", cv2.cvtColor(self.canvas, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise CellBridgeError(f"{path}: cannot encode the overlay image (use .png or .jpg)")
+            tmp.write_bytes(data.tobytes())
+
+
+def run_slide(slide: Slide, model: str | Path | ModelPackage, out: str | Path | None = None,
+              roi: BaseGeometry | None = None, options: RunOptions | None = None, **kwargs: Any) -> RunResult:
+    """One-call form: load the model and run it over `slide`."""
+    return Pipeline(model, options).run(slide, out, roi, **kwargs)
+

@@ -1,0 +1,296 @@
+"""Training the nuclei U-Net (seed 002): Gaussian centre heatmaps, foreground and class maps from polygons.
+
+Data: a COCO JSON as written by `cellbridge export-coco` (polygons in `segmentation`; an image's
+`training_area` limits where the loss looks, so unannotated pixels are never taught as background).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from cellbridge.datasets.coco import read_coco
+from cellbridge.datasets.records import Dataset, ImageRecord
+from cellbridge.engines.nuclei import build_nuclei_unet, segment_nuclei
+from cellbridge.engines.preprocess import preprocess_image
+from cellbridge.errors import DatasetError
+from cellbridge.geometry import rasterize
+from cellbridge.models.package import ModelSpec
+
+IGNORE = -100
+
+
+def nuclei_augmentation(crop: int | None, seed: int) -> A.Compose:
+    """Random crop, flips, rot90, mild scale, H&E stain / colour jitter, blur and noise (seed 002 + stain).
+
+    Albumentations keeps its own random generator: `seed` makes a run reproducible (and resumable).
+    """
+    geometric = [A.PadIfNeeded(crop, crop, border_mode=cv2.BORDER_REFLECT_101), A.RandomCrop(crop, crop)] if crop else []
+    return A.Compose([
+        A.RandomScale(scale_limit=(-0.2, 0.25), p=0.5),
+        *geometric,
+        A.HorizontalFlip(), A.VerticalFlip(), A.RandomRotate90(),
+        A.HEStain(method="random_preset", intensity_scale_range=(0.75, 1.25), intensity_shift_range=(-0.1, 0.1),
+                  p=0.5),
+        A.HueSaturationValue(hue_shift_limit=12, sat_shift_limit=25, val_shift_limit=15, p=0.6),
+        A.RandomBrightnessContrast(0.15, 0.2, p=0.5),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.01, 0.05))], p=0.4),
+    ], seed=seed)
+
+
+@dataclass
+class Targets:
+    """Per-pixel training targets of one image."""
+
+    heat: np.ndarray      # float32 Gaussian centre heatmap, peak 1
+    foreground: np.ndarray  # uint8 0/1
+    classes: np.ndarray   # int64 class index per nucleus pixel, IGNORE elsewhere
+    valid: np.ndarray     # uint8: 1 where the loss applies (training area)
+    centres: np.ndarray   # (n, 2) x, y
+
+
+EDGE_IGNORE = 10  # pixels at image borders left out of the loss (see render_targets)
+
+
+def render_targets(record: ImageRecord, class_index: dict[str, int], sigma: float,
+                   edge_ignore: int = EDGE_IGNORE) -> Targets:
+    """Rasterise an image's nucleus polygons into heatmap, foreground, class map and training-area mask.
+
+    Exported tiles list an object only when its centre is inside, so a nucleus cut by the tile border with its
+    centre outside is missing from the labels: `edge_ignore` pixels along the borders are kept out of the loss
+    rather than taught as background.
+    """
+    h, w = record.height, record.width
+    foreground = np.zeros((h, w), np.uint8)
+    classes = np.full((h, w), IGNORE, np.int64)
+    heat = np.zeros((h, w), np.float32)
+    centres = []
+    radius = int(np.ceil(3 * sigma))
+    for ann in record.annotations:
+        if ann.geometry is None:
+            raise DatasetError(f"{record.name}: annotation of class {ann.label!r} has no polygon; nuclei "
+                               "training needs outlines (export polygons, not points)")
+        inside = rasterize(ann.geometry, (h, w))
+        foreground[inside] = 1
+        classes[inside] = class_index[ann.label]
+        cx, cy = ann.geometry.centroid.x, ann.geometry.centroid.y
+        centres.append((cx, cy))
+        x0, x1 = max(int(cx) - radius, 0), min(int(cx) + radius + 1, w)
+        y0, y1 = max(int(cy) - radius, 0), min(int(cy) + radius + 1, h)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        gx = np.arange(x0, x1) + 0.5 - cx
+        gy = np.arange(y0, y1)[:, None] + 0.5 - cy
+        np.maximum(heat[y0:y1, x0:x1], np.exp(-(gx ** 2 + gy ** 2) / (2 * sigma ** 2)), out=heat[y0:y1, x0:x1])
+    valid = np.ones((h, w), np.uint8)
+    if record.training_area is not None:
+        valid = rasterize(record.training_area, (h, w)).astype(np.uint8)
+    if edge_ignore:
+        valid[:edge_ignore], valid[-edge_ignore:], valid[:, :edge_ignore], valid[:, -edge_ignore:] = 0, 0, 0, 0
+    return Targets(heat, foreground, classes, valid, np.array(centres, float).reshape(-1, 2))
+
+
+class NucleiDataset(torch.utils.data.Dataset):
+    """Images + targets, augmented consistently (targets move with the image)."""
+
+    def __init__(self, dataset: Dataset, images: list[ImageRecord], preprocessing: dict[str, Any], sigma: float,
+                 augment: bool, crop: int | None) -> None:
+        self.dataset, self.images, self.preprocessing = dataset, images, preprocessing
+        self.class_index = {name: i for i, name in enumerate(dataset.classes)}
+        self.sigma = sigma
+        seed = int(torch.randint(0, 2 ** 31 - 1, ()).item())  # from the loop's per-epoch torch seed
+        self.transform = nuclei_augmentation(crop, seed) if augment else None
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        record = self.images[i]
+        rgb = cv2.cvtColor(cv2.imread(str(record.path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        if rgb.shape[:2] != (record.height, record.width):
+            raise DatasetError(f"{record.path}: image is {rgb.shape[1]}x{rgb.shape[0]}, COCO says "
+                               f"{record.width}x{record.height}")
+        t = render_targets(record, self.class_index, self.sigma)
+        masks = [t.heat, t.foreground, t.classes.astype(np.int32), t.valid]
+        if self.transform is not None:
+            out = self.transform(image=rgb, masks=masks)
+            rgb, masks = out["image"], out["masks"]
+        elif self.crop:
+            rgb, masks = rgb[:self.crop, :self.crop], [m[:self.crop, :self.crop] for m in masks]
+        return {"image": torch.from_numpy(preprocess_image(rgb, self.preprocessing)),
+                "heat": torch.from_numpy(np.ascontiguousarray(masks[0], np.float32)),
+                "foreground": torch.from_numpy(np.ascontiguousarray(masks[1], np.float32)),
+                "classes": torch.from_numpy(np.ascontiguousarray(masks[2], np.int64)),
+                "valid": torch.from_numpy(np.ascontiguousarray(masks[3], np.float32))}
+
+
+def _reseed_worker(worker_id: int) -> None:
+    """Give each loader process its own augmentation stream (derived from torch's per-worker seed)."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None and info.dataset.transform is not None:
+        info.dataset.transform.set_random_seed(torch.initial_seed() % 2 ** 31)
+
+
+def nuclei_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Heatmap BCE (peaks weighted up) + foreground BCE + class CE on nucleus pixels, all inside `valid`."""
+    valid = batch["valid"]
+    denominator = valid.sum().clamp(min=1.0)
+    heat_target = batch["heat"]
+    weight = valid * (1.0 + 9.0 * heat_target)
+    heat = (F.binary_cross_entropy_with_logits(logits[:, 0], heat_target, reduction="none") * weight).sum()
+    heat = heat / weight.sum().clamp(min=1.0)
+    fg = (F.binary_cross_entropy_with_logits(logits[:, 1], batch["foreground"], reduction="none") * valid).sum()
+    fg = fg / denominator
+    total, parts = heat * 4.0 + fg, {"heat": float(heat.item()), "foreground": float(fg.item())}
+    if logits.shape[1] > 2:
+        classes = batch["classes"].masked_fill(valid < 0.5, IGNORE)
+        if (classes != IGNORE).any():
+            ce = F.cross_entropy(logits[:, 2:], classes, ignore_index=IGNORE)
+            total = total + ce
+            parts["class"] = float(ce.item())
+    return total, parts
+
+
+@dataclass
+class NucleiTask:
+    """The training task for `unet-nuclei` packages (see `cellbridge.train.loop.TrainingTask`)."""
+
+    dataset: Dataset
+    train_images: list[ImageRecord]
+    val_images: list[ImageRecord]
+    name: str = "nuclei"
+    preprocessing: dict[str, Any] = field(default_factory=lambda: {"mode": "rgb"})
+    params: dict[str, Any] = field(default_factory=lambda: {"depth": 3, "width": 16})
+    sigma: float = 2.0
+    batch_size: int = 8
+    crop: int | None = 256
+    workers: int = 0
+    augment: bool = True
+    mpp: float | None = None
+    data_summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_channels(self) -> int:
+        return 1 if self.preprocessing["mode"] == "gray_unsharp" else 3
+
+    def _spec(self, metrics: dict[str, float] | None = None) -> ModelSpec:
+        colors = self.dataset.colors or {}
+        classes = [{"name": c, "color": list(colors.get(c) or _default_color(c))} for c in self.dataset.classes]
+        return ModelSpec(name=self.name, task="nuclei", architecture="unet-nuclei", in_channels=self.in_channels,
+                         classes=classes, params=dict(self.params), preprocessing=dict(self.preprocessing),
+                         mpp=self.mpp, tile_size=512, overlap=64,
+                         postprocessing={"peak_threshold": 0.3, "min_distance": 3, "fg_threshold": 0.5},
+                         training={"task": "keypoints", "data": self.data_summary, "sigma": self.sigma,
+                                   "metrics": metrics or {}})
+
+    def build_module(self) -> torch.nn.Module:
+        return build_nuclei_unet(self._spec())
+
+    def train_loader(self) -> DataLoader:
+        data = NucleiDataset(self.dataset, self.train_images, self.preprocessing, self.sigma, self.augment,
+                             self.crop)
+        return DataLoader(data, batch_size=self.batch_size, shuffle=True, num_workers=self.workers,
+                          drop_last=len(data) > self.batch_size, persistent_workers=False,
+                          worker_init_fn=_reseed_worker)
+
+    def loss(self, module: torch.nn.Module, batch: dict[str, torch.Tensor],
+             device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        return nuclei_loss(module(batch["image"]), batch)
+
+    def validate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        """Keypoint F1 at 4 px and instance F1 / mean IoU at IoU 0.5 of the post-processed nuclei."""
+        from cellbridge.evaluate import aggregate_counts, instance_metrics, keypoint_f1
+
+        data = NucleiDataset(self.dataset, self.val_images, self.preprocessing, self.sigma, False, None)
+        options = self._spec().postprocessing
+        point_scores, instance_scores = [], []
+        for i in range(len(data)):
+            item = data[i]
+            logits = module(item["image"][None].to(device)).float()
+            heat, fg = torch.sigmoid(logits[0, :2]).cpu().numpy()
+            labels, _ = segment_nuclei(heat, fg, None, options)
+            valid = item["valid"].numpy() > 0.5
+            record = self.val_images[i]
+            targets = render_targets(record, data.class_index, self.sigma)
+            point_scores.append(keypoint_f1(_in_mask(_label_centres(labels), valid),
+                                            _in_mask(targets.centres, valid), 4.0))
+            instance_scores.append(instance_metrics(labels * valid, _instance_labels(record) * valid, 0.5))
+        points = aggregate_counts(point_scores)
+        instances = aggregate_counts(instance_scores)
+        mean_iou = float(np.mean([s["mean_matched_iou"] for s in instance_scores if s["tp"] > 0] or [0.0]))
+        return {"score": points["f1"], "keypoint_f1_4px": points["f1"], "precision": points["precision"],
+                "recall": points["recall"], "instance_f1_iou50": instances["f1"], "mean_matched_iou": mean_iou}
+
+    def spec(self, metrics: dict[str, float]) -> ModelSpec:
+        return self._spec(metrics)
+
+
+def _in_mask(points: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The points (x, y) that fall on true pixels of `mask`."""
+    if len(points) == 0:
+        return points
+    rows = np.clip(points[:, 1].astype(int), 0, mask.shape[0] - 1)
+    cols = np.clip(points[:, 0].astype(int), 0, mask.shape[1] - 1)
+    return points[mask[rows, cols]]
+
+
+def _label_centres(labels: np.ndarray) -> np.ndarray:
+    """Centroid (x, y) in pixel-edge coordinates of each label."""
+    from scipy import ndimage as ndi
+
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return np.empty((0, 2))
+    centres = np.array(ndi.center_of_mass(np.ones_like(labels), labels, ids))
+    return centres[:, ::-1] + 0.5
+
+
+def _instance_labels(record: ImageRecord) -> np.ndarray:
+    labels = np.zeros((record.height, record.width), np.int32)
+    for k, ann in enumerate(record.annotations, start=1):
+        labels[rasterize(ann.geometry, labels.shape)] = k
+    return labels
+
+
+def _default_color(name: str) -> tuple[int, int, int]:
+    from cellbridge.objects import class_color
+    return class_color(name)
+
+
+def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, preprocessing: str = "rgb",
+                params: dict | None = None, batch_size: int = 8, crop: int | None = 256, sigma: float = 2.0,
+                seed: int = 0, workers: int = 0, augment: bool = True, name: str | None = None,
+                mpp: float | None = None) -> NucleiTask:
+    """A nuclei training task from one or more COCO exports; images split into train/val by a seeded shuffle."""
+    paths = [Path(p) for p in (data if isinstance(data, list) else [data])]
+    datasets = [read_coco(p) for p in paths]
+    classes = sorted({c for d in datasets for c in d.classes})
+    colors = {k: v for d in datasets for k, v in (d.colors or {}).items()}
+    dataset = Dataset([im for d in datasets for im in d.images], classes, colors)
+    images = [im for im in dataset.images if im.annotations]
+    if len(images) < 2:
+        raise DatasetError(f"{', '.join(map(str, paths))}: nuclei training needs at least 2 images with nuclei, "
+                           f"found {len(images)}")
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_val = max(1, int(round(len(images) * val_split)))
+    val = [images[i] for i in order[:n_val]]
+    train = [images[i] for i in order[n_val:]]
+    summary = {"source": [str(p) for p in paths], "images": len(images), "train_images": len(train),
+               "val_images": len(val), "objects": {k: int(v) for k, v in dataset.counts().items()}}
+    mode = {"rgb": {"mode": "rgb"}, "gray_unsharp": {"mode": "gray_unsharp"}}.get(preprocessing)
+    if mode is None:
+        raise DatasetError(f"unknown preprocessing {preprocessing!r}; use rgb or gray_unsharp")
+    return NucleiTask(dataset, train, val, name=name or "nuclei", preprocessing=mode,
+                      params=params or {"depth": 3, "width": 16}, sigma=sigma, batch_size=batch_size, crop=crop,
+                      workers=workers, augment=augment, mpp=mpp, data_summary=summary)
