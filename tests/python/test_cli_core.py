@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from shapely.geometry import Point, box
-
 from cellbridge.io.qupath_geojson import read_objects, write_objects
 from cellbridge.objects import PathClass, PathObject
 from cellbridge.synth import SynthConfig, generate_slide
+from pycocotools.coco import COCO
+from shapely.geometry import Point, box
 
 
 def cellbridge(*args: str, check: bool = True) -> subprocess.CompletedProcess:

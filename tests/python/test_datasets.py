@@ -8,12 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from shapely.geometry import Polygon, box
-
 from cellbridge.cli.main import main
 from cellbridge.datasets import Annotation, Dataset, ImageRecord, read_coco, read_voc, write_coco
 from cellbridge.errors import DatasetError
+from pycocotools.coco import COCO
+from shapely.geometry import Polygon, box
 
 BCCD = Path(__file__).resolve().parents[3] / "shared" / "data" / "bccd"
 

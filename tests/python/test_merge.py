@@ -6,14 +6,13 @@ import random
 
 import pytest
 import shapely
+from cellbridge.merge import SeamMerger, merge_tiles
+from cellbridge.objects import PathObject
+from cellbridge.tiling import Tile, TilePlan, plan_tiles
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely import affinity
 from shapely.geometry import Point, box
-
-from cellbridge.merge import SeamMerger, merge_tiles
-from cellbridge.objects import PathObject
-from cellbridge.tiling import Tile, TilePlan, plan_tiles
 
 
 def ellipse(cx: float, cy: float, rx: float, ry: float, angle: float = 0.0) -> shapely.Polygon:

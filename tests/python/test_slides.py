@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-
 from cellbridge.errors import SlideError
 from cellbridge.io.slides import ArraySlide, OpenSlideSlide, TiffSlideSlide, open_slide, openslide_available
 

@@ -9,13 +9,12 @@ import sys
 import numpy as np
 import pytest
 import shapely
-from shapely.geometry import box
-
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.qupath_geojson import read_objects
 from cellbridge.io.slides import open_slide
 from cellbridge.synth import SynthConfig, build_scene, generate_slide, render_region
 from cellbridge.tiling import detect_tissue, plan_tiles
+from shapely.geometry import box
 
 SMALL = SynthConfig(width=1536, height=1280, tissue_fraction=0.35, seed=3)
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from cellbridge.io.slides import ArraySlide
+from cellbridge.tiling import TissueMask, detect_tissue, plan_tiles, tissue_mask_from_rgb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Point, box
-
-from cellbridge.io.slides import ArraySlide
-from cellbridge.tiling import TissueMask, detect_tissue, plan_tiles, tissue_mask_from_rgb
 
 
 def he_like(size: tuple[int, int], blobs: list[tuple[int, int, int]], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

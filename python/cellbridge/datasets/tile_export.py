@@ -12,7 +12,6 @@ COCO `segmentation`. Category ids are stable: sorted class names, or the order g
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
