@@ -85,9 +85,11 @@ def test_errors_are_one_line_and_name_the_input(tmp_path: Path) -> None:
 
 
 def test_sample_runs_end_to_end_and_says_where_outputs_are(tmp_path: Path) -> None:
-    done = cellbridge("sample", "--out-dir", str(tmp_path / "out"), "--size", "1536")
+    done = cellbridge("sample", "--out-dir", str(tmp_path / "out"), "--size", "1536", "--device", "cpu")
     assert f"Outputs are in {(tmp_path / 'out').resolve()}" in done.stdout
     summary = json.loads(done.stdout[:done.stdout.rindex("}") + 1])
-    for key in ("slide", "truth", "tile_plan", "coco"):
+    for key in ("slide", "truth", "nuclei_geojson", "overlay_png"):
         assert Path(summary[key]).exists()
-    assert summary["nuclei"] == len(read_objects(summary["truth"])) > 0
+    assert summary["objects"] == len(read_objects(summary["nuclei_geojson"])) > 0
+    assert summary["true_nuclei"] == len(read_objects(summary["truth"]))
+    assert summary["accuracy"]["centre_f1_4px"] >= 0.9

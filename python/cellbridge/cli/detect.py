@@ -25,6 +25,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay", help="also write a PNG of the objects over a downsampled view (with "
                         "--out-dir: a folder for <stem>.png)")
     parser.add_argument("--threshold", type=float, help="score threshold (detector) / peak threshold (nuclei)")
+    parser.add_argument("--classifier", help="classify objects after measuring: a reference-colour JSON "
+                        "({\"classes\": {\"Positive\": [r,g,b], ...}}) or a classifier saved by CellBridge")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "nuclei" and args.foreground:
         engine["foreground"] = args.foreground
     options = RunOptions(device=args.device, batch_size=args.batch_size, tile_size=args.tile, overlap=args.overlap,
-                         tissue=not args.no_tissue, pixel_size=args.pixel_size, engine=engine, progress=True)
+                         tissue=not args.no_tissue, pixel_size=args.pixel_size, engine=engine, progress=True,
+                         cell_expansion=getattr(args, "cell_expansion", 0.0), classifier=args.classifier)
     pipeline = Pipeline(args.model, options)
     if args.task == "nuclei" and pipeline.package.spec.task != "nuclei":
         raise CellBridgeError(f"model {args.model!r} is a {pipeline.package.spec.task} model; `nuclei` needs a "
@@ -90,13 +93,6 @@ def run(args: argparse.Namespace) -> int:
     roi = load_roi(args.roi) if args.roi else None
     for source, out, overlay in _outputs(args):
         with open_slide(source, mpp=args.pixel_size) as slide:
-            if args.task == "nuclei":
-                expansion = args.cell_expansion
-                if expansion > 0:
-                    downsample = pipeline.plan(slide, roi)[1]
-                    mpp = slide.mpp
-                    pixels = expansion / (mpp * downsample) if mpp else expansion / downsample
-                    pipeline.engine.options["cell_expansion_px"] = pixels
             result = pipeline.run(slide, out, roi, overlay=overlay)
         summary = {"input": str(source), **result.summary()}
         if overlay:

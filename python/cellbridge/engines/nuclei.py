@@ -97,7 +97,8 @@ class NucleiEngine(Engine):
                     measurements[f"Class probability: {name}"] = round(float(p), 4)
             nucleus = to_level0(polygon, tile.x, tile.y, tile.downsample)
             if label in cells:
-                cell = to_level0(cells[label], tile.x, tile.y, tile.downsample)
+                # both outlines trace pixel edges, but corner cuts may differ by a sliver: keep the nucleus inside
+                cell = to_level0(cells[label].union(polygon), tile.x, tile.y, tile.downsample)
                 objects.append(PathObject(cell, "cell", path_class, measurements, nucleus_geometry=nucleus))
             else:
                 objects.append(PathObject(nucleus, "detection", path_class, measurements))

@@ -22,6 +22,7 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from cellbridge.engines.base import Engine
+from cellbridge.engines.classify import apply_classifier, load_classifier
 from cellbridge.engines.device import AdaptiveBatcher, autocast, resolve_device, to_device
 from cellbridge.engines.measure import measure_objects
 from cellbridge.engines.preprocess import preprocess_image
@@ -52,8 +53,10 @@ class RunOptions:
     postprocess_workers: int = 2
     tissue: bool = True
     pixel_size: float | None = None          # µm/px of the input when the slide does not say
+    cell_expansion: float = 0.0              # µm (px when the pixel size is unknown); nuclei engines only
     engine: dict[str, Any] = field(default_factory=dict)   # engine options (thresholds, cell expansion…)
     measure: bool = True
+    classifier: str | Path | None = None     # a classifier file (reference colours or trained) applied after measuring
     progress: bool = False
 
 
@@ -100,6 +103,9 @@ class Pipeline:
         self.device = resolve_device(self.options.device)
         self.engine: Engine = make_engine(self.package, self.device, self.options.engine)
         self.batcher = AdaptiveBatcher(self.options.batch_size, self.device)
+        self.classifier = load_classifier(self.options.classifier) if self.options.classifier else None
+        if self.classifier is not None and not self.options.measure:
+            raise CellBridgeError("a classifier needs measurements; do not turn measuring off")
 
     def plan(self, slide: Slide, roi: BaseGeometry | None = None) -> tuple[TilePlan, float, str]:
         """Tiles over ROI ∩ tissue at the model's scale."""
@@ -118,8 +124,22 @@ class Pipeline:
                 cancelled: Callable[[], bool] = lambda: False,
                 on_progress: Callable[[int, int], None] | None = None) -> Iterator[PathObject]:
         """Merged objects of the slide (level-0 geometry), yielded as soon as each is final."""
-        plan, _, _ = self.plan(slide, roi)
+        plan, downsample, _ = self.plan(slide, roi)
+        self._set_cell_expansion(slide, downsample)
         yield from self._run_plan(slide, plan, roi, cancelled, on_progress)
+
+    def _set_cell_expansion(self, slide: Slide, downsample: float) -> None:
+        """Convert the cell expansion (µm, or px without a pixel size) into model pixels for this slide."""
+        if self.options.cell_expansion <= 0:
+            if "cell_expansion_px" in self.engine.options:
+                self.engine.options["cell_expansion_px"] = 0.0
+            return
+        if "cell_expansion_px" not in self.engine.options:
+            raise CellBridgeError(f"model {self.package.spec.name!r} ({self.package.spec.task}) does not grow "
+                                  "cells; cell expansion needs a nuclei model")
+        mpp = slide.mpp or self.options.pixel_size
+        pixels = self.options.cell_expansion / mpp if mpp else self.options.cell_expansion
+        self.engine.options["cell_expansion_px"] = pixels / downsample
 
     def _run_plan(self, slide: Slide, plan: TilePlan, roi: BaseGeometry | None, cancelled: Callable[[], bool],
                   on_progress: Callable[[int, int], None] | None) -> Iterator[PathObject]:
@@ -137,6 +157,8 @@ class Pipeline:
             objects = self.engine.postprocess(raw, rgb, tile)
             if self.options.measure and objects:
                 measure_objects(objects, rgb, (tile.x, tile.y), tile.downsample, mpp, self.engine.compartment)
+                if self.classifier is not None:
+                    apply_classifier(objects, self.classifier)
             return tile, objects
 
         done = 0
@@ -179,10 +201,12 @@ class Pipeline:
 
     def run(self, slide: Slide, out: str | Path | None = None, roi: BaseGeometry | None = None,
             cancelled: Callable[[], bool] = lambda: False, overlay: str | Path | None = None,
-            on_object: Callable[[PathObject], None] | None = None) -> RunResult:
+            on_object: Callable[[PathObject], None] | None = None,
+            on_progress: Callable[[int, int], None] | None = None) -> RunResult:
         """Run over the slide; stream the objects to `out` (QuPath GeoJSON, atomic) and/or `on_object`."""
         started = time.perf_counter()
         plan, downsample, note = self.plan(slide, roi)
+        self._set_cell_expansion(slide, downsample)
         counts: Counter = Counter()
         drawer = OverlayDrawer(slide) if overlay else None
         bar = tqdm(total=len(plan), desc=slide.path.name, unit="tile", disable=not self.options.progress)
@@ -190,6 +214,8 @@ class Pipeline:
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
             bar.set_postfix(objects=sum(counts.values()))
+            if on_progress is not None:
+                on_progress(done, total)
 
         def consume(objects: Iterator[PathObject], writer: GeoJSONWriter | None) -> None:
             for obj in objects:
@@ -245,10 +271,13 @@ class OverlayDrawer:
 
         from cellbridge.io.atomic import atomic_path
 
+        suffix = Path(path).suffix.lower() or ".png"
+        if suffix not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+            raise CellBridgeError(f"{path}: the overlay must be .png, .jpg or .tif")
         with atomic_path(path) as tmp:
-            ok, data = cv2.imencode(Path(path).suffix or ".png", cv2.cvtColor(self.canvas, cv2.COLOR_RGB2BGR))
+            ok, data = cv2.imencode(suffix, cv2.cvtColor(self.canvas, cv2.COLOR_RGB2BGR))
             if not ok:
-                raise CellBridgeError(f"{path}: cannot encode the overlay image (use .png or .jpg)")
+                raise CellBridgeError(f"{path}: cannot encode the overlay image")
             tmp.write_bytes(data.tobytes())
 
 

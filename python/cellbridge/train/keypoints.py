@@ -208,7 +208,8 @@ class NucleiTask:
         return nuclei_loss(module(batch["image"]), batch)
 
     def validate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        """Keypoint F1 at 4 px and instance F1 / mean IoU at IoU 0.5 of the post-processed nuclei."""
+        """Keypoint F1 at 4 px, instance F1 / mean IoU at IoU 0.5 and panoptic quality (the score: it rewards
+        finding every nucleus and outlining it well) of the post-processed nuclei."""
         from cellbridge.evaluate import aggregate_counts, instance_metrics, keypoint_f1
 
         data = NucleiDataset(self.dataset, self.val_images, self.preprocessing, self.sigma, False, None)
@@ -228,7 +229,7 @@ class NucleiTask:
         points = aggregate_counts(point_scores)
         instances = aggregate_counts(instance_scores)
         mean_iou = float(np.mean([s["mean_matched_iou"] for s in instance_scores if s["tp"] > 0] or [0.0]))
-        return {"score": points["f1"], "keypoint_f1_4px": points["f1"], "precision": points["precision"],
+        return {"score": instances["pq"], "keypoint_f1_4px": points["f1"], "panoptic_quality": instances["pq"], "precision": points["precision"],
                 "recall": points["recall"], "instance_f1_iou50": instances["f1"], "mean_matched_iou": mean_iou}
 
     def spec(self, metrics: dict[str, float]) -> ModelSpec:
