@@ -23,8 +23,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellbridge.cli.export_coco",
     "cellbridge.cli.convert",
     "cellbridge.cli.train",
+    "cellbridge.cli.evaluate",
     "cellbridge.cli.detect",
     "cellbridge.cli.models",
+    "cellbridge.cli.serve",
 )
 
 EXIT_INPUT_ERROR = 2

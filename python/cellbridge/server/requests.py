@@ -1,0 +1,225 @@
+"""Parsing and checking bridge requests (docs/protocol.md); every problem is one clear `RequestError`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import shapely
+from shapely.geometry import box, shape
+from shapely.geometry.base import BaseGeometry
+
+from cellbridge.errors import CellBridgeError
+from cellbridge.io.slides import ArraySlide, Slide, open_slide
+
+PROTOCOL_VERSION = 1
+TASKS = ("nuclei", "detect")
+OPTION_NAMES = {"device", "batchSize", "tileSize", "overlap", "cellExpansion", "threshold", "tissue", "measure"}
+
+
+class RequestError(CellBridgeError):
+    """A request the server cannot run."""
+
+
+@dataclass(frozen=True)
+class TileImage:
+    """A tile sent by QuPath: level-0 bounds, downsample and its RGB pixels."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    downsample: float
+    rgb: np.ndarray
+
+
+@dataclass
+class JobRequest:
+    """A checked request."""
+
+    task: str
+    model: str
+    path: str | None
+    pixel_size: float | None
+    image_size: tuple[int, int] | None
+    tiles: list[TileImage]
+    region: BaseGeometry | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> Slide:
+        """The image to run on: the slide file, or the tiles assembled into one image."""
+        if self.path is not None:
+            return open_slide(self.path, mpp=self.pixel_size)
+        return mosaic_slide(self.tiles, self.image_size, self.pixel_size)
+
+
+def parse_request(text: str) -> JobRequest:
+    """Parse request JSON into a `JobRequest`, or raise RequestError naming the problem."""
+    try:
+        data = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as error:
+        raise RequestError(f"the request is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise RequestError("the request must be a JSON object")
+    unknown = sorted(set(data) - {"protocol", "task", "model", "image", "tiles", "region", "roi", "options"})
+    if unknown:
+        raise RequestError(f"unknown request field(s): {', '.join(unknown)}")
+    version = data.get("protocol", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise RequestError(f"unsupported protocol version {version!r}; this server speaks {PROTOCOL_VERSION}")
+    task = data.get("task")
+    if task not in TASKS:
+        raise RequestError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError("the request needs 'model': a model name or folder")
+    image = data.get("image")
+    if not isinstance(image, dict):
+        raise RequestError("the request needs 'image': {\"path\": ...} or {\"width\", \"height\"} with 'tiles'")
+    pixel_size = _optional_number(image.get("pixelSize"), "image.pixelSize", positive=True)
+    options = _options(data.get("options", {}))
+    path, size, tiles = None, None, []
+    if "tiles" in data:
+        size = (_integer(image.get("width"), "image.width"), _integer(image.get("height"), "image.height"))
+        tiles = _tiles(data["tiles"])
+    else:
+        path = image.get("path")
+        if not isinstance(path, str) or not path:
+            raise RequestError("'image.path' must be the slide's file path (or send 'tiles')")
+    region = _region(data.get("region"), data.get("roi"))
+    return JobRequest(task, model, path, pixel_size, size, tiles, region, options)
+
+
+def _optional_number(value: Any, name: str, positive: bool = False) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            (positive and value <= 0):
+        raise RequestError(f"'{name}' must be a {'positive ' if positive else ''}number, got {value!r}")
+    return float(value)
+
+
+def _integer(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise RequestError(f"'{name}' must be a positive integer, got {value!r}")
+    return value
+
+
+def _options(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestError("'options' must be an object")
+    unknown = sorted(set(value) - OPTION_NAMES)
+    if unknown:
+        raise RequestError(f"unknown option(s): {', '.join(unknown)} (known: {', '.join(sorted(OPTION_NAMES))})")
+    options = {k: v for k, v in value.items() if v is not None}
+    for name in ("batchSize", "tileSize", "overlap"):
+        if name in options and (isinstance(options[name], bool) or not isinstance(options[name], int)
+                                or options[name] < (0 if name == "overlap" else 1)):
+            raise RequestError(f"option '{name}' must be a {'non-negative' if name == 'overlap' else 'positive'} "
+                               f"integer, got {options[name]!r}")
+    for name in ("cellExpansion", "threshold"):
+        if name in options:
+            _optional_number(options[name], f"options.{name}")
+    return options
+
+
+def _region(region: Any, roi: Any) -> BaseGeometry | None:
+    area = None
+    if region is not None:
+        if not isinstance(region, dict):
+            raise RequestError("'region' must be {\"x\", \"y\", \"width\", \"height\"} in level-0 pixels")
+        x = _optional_number(region.get("x", 0), "region.x")
+        y = _optional_number(region.get("y", 0), "region.y")
+        w = _optional_number(region.get("width"), "region.width", positive=True)
+        h = _optional_number(region.get("height"), "region.height", positive=True)
+        if w is None or h is None:
+            raise RequestError("'region' needs a positive width and height")
+        area = box(x, y, x + w, y + h)
+    if roi is not None:
+        try:
+            geometry = shape(roi.get("geometry", roi) if isinstance(roi, dict) else roi)
+        except Exception as error:  # shapely raises several types for malformed GeoJSON
+            raise RequestError(f"'roi' is not a GeoJSON geometry ({error})") from None
+        geometry = geometry if geometry.is_valid else shapely.make_valid(geometry)
+        if geometry.area <= 0:
+            raise RequestError("'roi' has no area (send a polygon)")
+        area = geometry if area is None else area.intersection(geometry)
+        if area.is_empty:
+            raise RequestError("'region' and 'roi' do not overlap")
+    return area
+
+
+def _tiles(value: Any) -> list[TileImage]:
+    if not isinstance(value, list) or not value:
+        raise RequestError("'tiles' must be a non-empty list of {x, y, width, height, downsample, png}")
+    tiles = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise RequestError(f"tile {i} must be an object")
+        x = _optional_number(item.get("x"), f"tiles[{i}].x")
+        y = _optional_number(item.get("y"), f"tiles[{i}].y")
+        w = _optional_number(item.get("width"), f"tiles[{i}].width", positive=True)
+        h = _optional_number(item.get("height"), f"tiles[{i}].height", positive=True)
+        d = _optional_number(item.get("downsample", 1.0), f"tiles[{i}].downsample", positive=True)
+        if None in (x, y, w, h):
+            raise RequestError(f"tile {i} needs x, y, width and height (level-0 pixels)")
+        try:
+            raw = base64.b64decode(item.get("png", ""), validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise RequestError(f"tile {i}: 'png' is not base64") from None
+        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if raw else None
+        if image is None:
+            raise RequestError(f"tile {i}: 'png' cannot be decoded as an image")
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+            channels = 1 if image.ndim == 2 else image.shape[2]
+            raise RequestError(f"tile {i}: expected an 8-bit RGB or RGBA PNG, got {channels} channel(s) of "
+                               f"{image.dtype}")
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        expected = (round(h / d), round(w / d))
+        if abs(rgb.shape[0] - expected[0]) > 1 or abs(rgb.shape[1] - expected[1]) > 1:
+            raise RequestError(f"tile {i}: the PNG is {rgb.shape[1]}x{rgb.shape[0]} but its bounds at downsample "
+                               f"{d:g} make {expected[1]}x{expected[0]}")
+        tiles.append(TileImage(x, y, w, h, d, rgb))
+    if len({t.downsample for t in tiles}) > 1:
+        raise RequestError("all tiles must have the same downsample")
+    return tiles
+
+
+def mosaic_slide(tiles: list[TileImage], size: tuple[int, int] | None, pixel_size: float | None) -> Slide:
+    """The tiles pasted into one image at their downsample (white where none was sent), as a Slide."""
+    assert size is not None
+    d = tiles[0].downsample
+    x0, y0 = min(t.x for t in tiles), min(t.y for t in tiles)
+    x1, y1 = max(t.x + t.width for t in tiles), max(t.y + t.height for t in tiles)
+    if x0 < 0 or y0 < 0 or x1 > size[0] + d or y1 > size[1] + d:
+        raise RequestError(f"tiles reach outside the image ({size[0]}x{size[1]})")
+    canvas = np.full((math.ceil(size[1] / d), math.ceil(size[0] / d), 3), 255, np.uint8)
+    for t in tiles:
+        r, c = round(t.y / d), round(t.x / d)
+        part = t.rgb[:canvas.shape[0] - r, :canvas.shape[1] - c]
+        canvas[r:r + part.shape[0], c:c + part.shape[1]] = part
+    mpp = None if pixel_size is None else pixel_size * d
+    slide = ArraySlide(canvas, mpp=mpp, path="<tiles from QuPath>")
+    return slide if d == 1 else ScaledSlide(slide, d, pixel_size)
+
+
+class ScaledSlide(Slide):
+    """A slide whose only pixels are at downsample `d`: level-0 coordinates map onto the stored image ÷ d."""
+
+    def __init__(self, inner: ArraySlide, downsample: float, pixel_size: float | None) -> None:
+        w, h = inner.dimensions
+        super().__init__(inner.path, ((round(w * downsample), round(h * downsample)), (w, h)), (1.0, downsample),
+                         pixel_size, "tiles")
+        self._inner = inner
+
+    def best_level(self, downsample: float) -> int:
+        return 1
+
+    def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return self._inner._read_level(0, x, y, w, h)

@@ -1,0 +1,260 @@
+"""The bridge service: a job queue running pipelines off the py4j threads, results kept as GeoJSON chunks.
+
+Every public method returns a JSON envelope (`{"ok": true, "value": …}` or `{"ok": false, "error": …}`), so a
+bad call never raises into py4j and never stops the server (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import platform
+import queue
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellbridge import __version__
+from cellbridge.errors import CellBridgeError
+from cellbridge.io.qupath_geojson import objects_to_json
+from cellbridge.objects import PathObject
+from cellbridge.server.requests import PROTOCOL_VERSION, JobRequest, RequestError, parse_request
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1000
+MAX_CACHED_PIPELINES = 3
+
+
+@dataclass
+class Job:
+    """One submitted request and what it has produced so far."""
+
+    id: str
+    request: JobRequest
+    state: str = "queued"            # queued, running, done, failed, cancelled
+    progress: float = 0.0
+    message: str = "waiting in the queue"
+    objects: int = 0
+    chunks: list[str] = field(default_factory=list)
+    pending: list[PathObject] = field(default_factory=list)
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, obj: PathObject) -> None:
+        with self.lock:
+            self.pending.append(obj)
+            self.objects += 1
+            if len(self.pending) >= CHUNK_SIZE:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.chunks.append(objects_to_json(self.pending))
+            self.pending = []
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return {"state": self.state, "progress": round(self.progress, 4), "message": self.message,
+                    "objects": self.objects, "chunks": len(self.chunks)}
+
+
+def envelope(method: Callable[..., Any]) -> Callable[..., str]:
+    """Wrap a method so it returns an envelope and never raises (errors are logged with their traceback)."""
+
+    @functools.wraps(method)
+    def wrapper(self: CellBridgeService, *args: Any) -> str:
+        self.touch()
+        try:
+            return json.dumps({"ok": True, "value": method(self, *args)})
+        except CellBridgeError as error:
+            return json.dumps({"ok": False, "error": str(error), "type": type(error).__name__})
+        except Exception as error:  # a bug must not stop the server: report it to the caller
+            log.error("%s failed:\n%s", method.__name__, traceback.format_exc())
+            return json.dumps({"ok": False, "error": f"internal error in {method.__name__}: "
+                                                     f"{type(error).__name__}: {error}",
+                               "type": type(error).__name__})
+
+    return wrapper
+
+
+class CellBridgeService:
+    """Implements the Java interface `qupath.ext.cellbridge.bridge.CellBridgeService` for py4j."""
+
+    class Java:
+        implements = ["qupath.ext.cellbridge.bridge.CellBridgeService"]
+
+    def __init__(self, device: str = "auto", on_shutdown: Callable[[], None] | None = None) -> None:
+        self.device = device
+        self.jobs: dict[str, Job] = {}
+        self.queue: queue.Queue[Job | None] = queue.Queue()
+        self.pipelines: dict[tuple, Any] = {}
+        self.last_call = time.monotonic()
+        self.on_shutdown = on_shutdown
+        self.worker = threading.Thread(target=self._work, name="cellbridge-jobs", daemon=True)
+        self.worker.start()
+
+    def touch(self) -> None:
+        """Note activity (for the idle timeout)."""
+        self.last_call = time.monotonic()
+
+    @property
+    def busy(self) -> bool:
+        """True while a job is queued or running."""
+        return any(j.state in ("queued", "running") for j in self.jobs.values())
+
+    # ---- the interface -------------------------------------------------------------------------------------
+    @envelope
+    def ping(self) -> str:
+        return "pong"
+
+    @envelope
+    def version(self) -> dict[str, Any]:
+        import torch
+
+        from cellbridge.engines.device import available_devices
+        return {"cellbridge": __version__, "protocol": PROTOCOL_VERSION, "python": platform.python_version(),
+                "torch": torch.__version__, "devices": available_devices()}
+
+    @envelope
+    def listModels(self) -> list[dict[str, Any]]:  # noqa: N802 (Java interface name)
+        from cellbridge.models.package import list_models
+        return list_models()
+
+    @envelope
+    def submit(self, request_json: str) -> str:
+        request = parse_request(request_json)
+        self._pipeline(request)  # load (and cache) the model now: an unknown model fails the submit itself
+        with request.open() as slide:  # an unreadable slide or a region outside it fails now, with its reason
+            _check_region(request, slide.dimensions)
+        job = Job(uuid.uuid4().hex, request)
+        self.jobs[job.id] = job
+        self.queue.put(job)
+        return job.id
+
+    @envelope
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self._job(job_id).status()
+
+    @envelope
+    def cancel(self, job_id: str) -> bool:
+        job = self._job(job_id)
+        if job.state in ("queued", "running"):
+            job.cancel_requested.set()
+            with job.lock:
+                if job.state == "queued":
+                    job.state, job.message = "cancelled", "cancelled before it started"
+            return True
+        return False
+
+    @envelope
+    def resultChunk(self, job_id: str, index: int) -> str | None:  # noqa: N802 (Java interface name)
+        job = self._job(job_id)
+        with job.lock:
+            if index < 0:
+                raise RequestError(f"chunk index must be ≥ 0, got {index}")
+            if index < len(job.chunks):
+                return job.chunks[index]
+            if job.state == "done":
+                return None
+            if job.state in ("failed", "cancelled"):
+                raise RequestError(f"job {job_id} {job.state}: {job.message}")
+            raise RequestError(f"chunk {index} of job {job_id} is not ready yet")
+
+    @envelope
+    def shutdown(self) -> bool:
+        for job in self.jobs.values():
+            job.cancel_requested.set()
+        self.queue.put(None)
+        if self.on_shutdown is not None:
+            threading.Timer(0.2, self.on_shutdown).start()  # reply first, then stop
+        return True
+
+    # ---- jobs -----------------------------------------------------------------------------------------------
+    def _job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+        if job is None:
+            raise RequestError(f"unknown job id {job_id!r}")
+        return job
+
+    def _pipeline(self, request: JobRequest) -> Any:
+        from cellbridge.pipeline.run import Pipeline, RunOptions
+
+        o = request.options
+        key = (request.model, o.get("device", self.device), o.get("batchSize", 4))
+        pipeline = self.pipelines.get(key)
+        if pipeline is None:
+            pipeline = Pipeline(request.model, RunOptions(device=key[1], batch_size=key[2]))
+            if request.task == "nuclei" and pipeline.package.spec.task != "nuclei":
+                raise RequestError(f"model {request.model!r} is a {pipeline.package.spec.task} model, not a nuclei "
+                                   "model")
+            if len(self.pipelines) >= MAX_CACHED_PIPELINES:
+                self.pipelines.pop(next(iter(self.pipelines)))
+            self.pipelines[key] = pipeline
+        return pipeline
+
+    def _configure(self, pipeline: Any, request: JobRequest) -> None:
+        o = request.options
+        options = pipeline.options
+        options.tile_size, options.overlap = o.get("tileSize"), o.get("overlap")
+        options.tissue, options.measure = bool(o.get("tissue", True)), bool(o.get("measure", True))
+        options.pixel_size = request.pixel_size
+        options.cell_expansion = float(o.get("cellExpansion", 0.0))
+        pipeline.engine.options.update(pipeline.package.spec.postprocessing)  # undo an earlier job's threshold
+        if "threshold" in o:
+            key = "score_threshold" if request.task == "detect" else "peak_threshold"
+            pipeline.engine.options[key] = float(o["threshold"])
+
+    def _work(self) -> None:
+        while True:
+            job = self.queue.get()
+            if job is None:
+                return
+            if job.cancel_requested.is_set():
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        from cellbridge.pipeline.run import Cancelled
+
+        with job.lock:
+            job.state, job.message = "running", "reading tiles"
+        try:
+            pipeline = self._pipeline(job.request)
+            self._configure(pipeline, job.request)
+            with job.request.open() as slide:
+                _check_region(job.request, slide.dimensions)
+
+                def progress(done: int, total: int) -> None:
+                    job.progress = done / max(total, 1)
+                    job.message = f"{done} of {total} tiles"
+
+                pipeline.run(slide, None, job.request.region, cancelled=job.cancel_requested.is_set,
+                             on_object=job.add, on_progress=progress)
+            with job.lock:
+                job._flush()
+                job.state, job.progress, job.message = "done", 1.0, f"{job.objects} objects"
+        except Cancelled:
+            with job.lock:
+                job.state, job.message, job.pending = "cancelled", "cancelled", []
+        except CellBridgeError as error:
+            with job.lock:
+                job.state, job.message = "failed", str(error)
+        except Exception as error:  # the job fails; the server goes on
+            log.error("job %s crashed:\n%s", job.id, traceback.format_exc())
+            with job.lock:
+                job.state, job.message = "failed", f"{type(error).__name__}: {error}"
+
+
+def _check_region(request: JobRequest, size: tuple[int, int]) -> None:
+    if request.region is None:
+        return
+    x0, y0, x1, y1 = request.region.bounds
+    if x0 >= size[0] or y0 >= size[1] or x1 <= 0 or y1 <= 0:
+        raise RequestError(f"the region {tuple(round(v) for v in request.region.bounds)} lies outside the image "
+                           f"({size[0]}x{size[1]})")
