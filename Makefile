@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 SAMPLE_OUT ?= sample-output
 
-.PHONY: sample test test-python venv clean
+.PHONY: sample test test-python test-java venv clean
 
 venv: $(STAMP)
 
@@ -21,10 +21,15 @@ $(STAMP): python/pyproject.toml Makefile
 sample: $(STAMP)
 	$(BIN)/cellbridge sample --out-dir $(SAMPLE_OUT)
 
-test: test-python
+test: test-python test-java
 
 test-python: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# the Java bridge layer: javac + JUnit 5 with Debian's jars and the venv's py4j jar; end-to-end tests use the venv's python
+test-java: $(STAMP)
+	PY4J_JAR="$$(ls $(VENV)/share/py4j/py4j*.jar | head -n 1)" CELLBRIDGE_PYTHON="$(abspath $(BIN)/python)" \
+		qupath-extension/build-local.sh
 
 clean:
 	rm -rf $(VENV) $(SAMPLE_OUT) .pytest_cache .hypothesis

@@ -1,0 +1,191 @@
+package qupath.ext.cellbridge;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import qupath.ext.cellbridge.bridge.CellBridgeClient;
+import qupath.ext.cellbridge.bridge.CellBridgeException;
+import qupath.ext.cellbridge.bridge.ModelInfo;
+import qupath.ext.cellbridge.bridge.PythonEnvironment;
+import qupath.ext.cellbridge.bridge.ServerProcess;
+
+import java.io.File;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+/**
+ * The one CellBridge Python server of this QuPath, shared by the menu commands and scripts: started on first use
+ * with the Python and model folder of {@link CellBridgePreferences}, restarted if it died, stopped on request or
+ * when QuPath exits (the server also exits by itself when QuPath's process ends).
+ * <p>
+ * Starting takes seconds (Python imports PyTorch): call {@link #client()} from a background thread, never from
+ * the JavaFX application thread.
+ */
+public final class CellBridgeServer {
+
+    private static final Logger logger = LoggerFactory.getLogger(CellBridgeServer.class);
+
+    /** The environment variable the Python side reads extra model folders from. */
+    public static final String MODEL_PATH_ENV = "CELLBRIDGE_MODEL_PATH";
+
+    private static final List<Runnable> listeners = new CopyOnWriteArrayList<>();
+    private static ServerProcess server;
+    private static String status = "stopped";
+    private static boolean hookInstalled;
+
+    private CellBridgeServer() {
+    }
+
+    /**
+     * The Python chosen in the preferences (or the first on the PATH), with the preferred model folder on
+     * {@value #MODEL_PATH_ENV}.
+     * @return the environment
+     * @throws CellBridgeException if the preference names no Python
+     */
+    public static PythonEnvironment python() {
+        String path = CellBridgePreferences.pythonProperty().get();
+        PythonEnvironment python = path == null || path.isBlank() ? PythonEnvironment.onPath()
+                : PythonEnvironment.fromPath(Path.of(path.strip()));
+        String models = CellBridgePreferences.modelFolderProperty().get();
+        if (models != null && !models.isBlank()) {
+            String inherited = System.getenv(MODEL_PATH_ENV);
+            python = python.withEnvironment(Map.of(MODEL_PATH_ENV, inherited == null || inherited.isBlank()
+                    ? models.strip() : models.strip() + File.pathSeparator + inherited));
+        }
+        return python;
+    }
+
+    /**
+     * A client of the running server, starting (or restarting) it when needed. Blocks while the server starts.
+     * @return the client
+     * @throws CellBridgeException if Python or cellbridge is missing or the server does not start
+     */
+    public static synchronized CellBridgeClient client() {
+        if (server == null) {
+            start();
+        } else if (server.ensureRunning()) {
+            setStatus(describe(server));
+        }
+        return server.client();
+    }
+
+    /**
+     * Start the server if it is not running. Blocks while it starts.
+     * @throws CellBridgeException if Python or cellbridge is missing or the server does not start
+     */
+    public static synchronized void start() {
+        if (server != null && server.isAlive())
+            return;
+        if (server != null)
+            stop();
+        PythonEnvironment python = python();
+        setStatus("starting (" + python.executable() + ")");
+        try {
+            python.check();
+            String device = CellBridgePreferences.deviceProperty().get();
+            server = ServerProcess.start(python, ServerProcess.Settings.defaults()
+                    .withDevice(device == null || device.isBlank() ? null : device.strip()));
+        } catch (CellBridgeException e) {
+            setStatus("not running: " + e.getMessage());
+            throw e;
+        }
+        installShutdownHook();
+        setStatus(describe(server));
+    }
+
+    /** Stop the server (its running jobs are cancelled). */
+    public static synchronized void stop() {
+        if (server == null)
+            return;
+        ServerProcess s = server;
+        server = null;
+        s.stop();
+        setStatus("stopped");
+        logger.info("CellBridge server stopped");
+    }
+
+    /** Stop the server and start it again (e.g. after the Python or model folder preference changed). */
+    public static synchronized void restart() {
+        stop();
+        start();
+    }
+
+    /** @return true while the server process runs */
+    public static synchronized boolean isRunning() {
+        return server != null && server.isAlive();
+    }
+
+    /** @return what the server is doing, e.g. "running: cellbridge 0.1.0 on 127.0.0.1:41234 (pid 1234)" */
+    public static synchronized String status() {
+        if (server != null && !server.isAlive())
+            return "stopped (the server process exited; it restarts on the next command)";
+        return status;
+    }
+
+    /**
+     * @param listener told (on any thread) whenever the status changes
+     */
+    public static void addStatusListener(Runnable listener) {
+        listeners.add(listener);
+    }
+
+    /**
+     * @return the models the server can run (starts it if needed)
+     */
+    public static List<ModelInfo> listModels() {
+        return client().listModels();
+    }
+
+    /**
+     * @param name a model name, or a model folder
+     * @return the server's description of it, when it is one of {@link #listModels()} (by name or folder)
+     */
+    public static Optional<ModelInfo> findModel(String name) {
+        for (ModelInfo model : listModels()) {
+            if (model.name().equals(name) || (model.path() != null && samePath(model.path(), name)))
+                return Optional.of(model);
+        }
+        return Optional.empty();
+    }
+
+    private static boolean samePath(String a, String b) {
+        try {
+            return Path.of(a).toAbsolutePath().normalize().equals(Path.of(b).toAbsolutePath().normalize());
+        } catch (RuntimeException e) {
+            return false;
+        }
+    }
+
+    private static String describe(ServerProcess s) {
+        ServerProcess.Ready ready = s.ready();
+        return "running: cellbridge " + ready.version() + " on 127.0.0.1:" + ready.port() + " (pid " + ready.pid() + ")";
+    }
+
+    private static void setStatus(String text) {
+        status = text;
+        for (Runnable listener : listeners) {
+            try {
+                listener.run();
+            } catch (RuntimeException e) {
+                logger.debug("CellBridge status listener failed: {}", e.getMessage());
+            }
+        }
+    }
+
+    private static void installShutdownHook() {
+        if (hookInstalled)
+            return;
+        hookInstalled = true;
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            ServerProcess s;
+            synchronized (CellBridgeServer.class) {
+                s = server;
+                server = null;
+            }
+            if (s != null)
+                s.stop();
+        }, "cellbridge-server-shutdown-hook"));
+    }
+}

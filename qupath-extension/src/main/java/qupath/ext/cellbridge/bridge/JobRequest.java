@@ -1,0 +1,407 @@
+package qupath.ext.cellbridge.bridge;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import org.locationtech.jts.geom.Geometry;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Objects;
+
+/**
+ * An immutable job request (protocol version 1): what to run, on which pixels, with which options.
+ * <p>
+ * Path-based (Python reads the slide; the fast path):
+ * <pre>{@code
+ * JobRequest request = JobRequest.nuclei("nuclei-he")
+ *         .imagePath("/slides/a.svs")
+ *         .region(0, 0, 4096, 4096)
+ *         .cellExpansion(5.0)
+ *         .build();
+ * }</pre>
+ * Tile-based (for images only QuPath can read): {@code .tiles(width, height, tileImages)} instead of
+ * {@code imagePath}. Options left unset are omitted from the JSON, so the server's defaults apply.
+ *
+ * @param task what to run
+ * @param model a model name from {@code listModels}, or a model folder path
+ * @param imagePath the slide's path (path-based jobs), or null for tile-based jobs
+ * @param imageWidth the full image's level-0 width (tile-based jobs), or null
+ * @param imageHeight the full image's level-0 height (tile-based jobs), or null
+ * @param pixelSize µm per level-0 pixel to use instead of the slide's own, or null
+ * @param region the level-0 region to analyse, or null for the whole image
+ * @param roi a level-0 ROI to analyse (objects outside are dropped), or null
+ * @param options processing options
+ * @param tiles the pixels of a tile-based job (empty for path-based jobs)
+ */
+public record JobRequest(Task task, String model, String imagePath, Integer imageWidth, Integer imageHeight,
+                         Double pixelSize, Region region, Geometry roi, Options options, List<TileImage> tiles) {
+
+    /** The protocol version this class writes. */
+    public static final int PROTOCOL = 1;
+
+    /** What a job does. */
+    public enum Task {
+        /** Nucleus segmentation (optionally cells by expansion). */
+        NUCLEI,
+        /** Object detection (boxes or polygons). */
+        DETECT;
+
+        /** @return the protocol's name, e.g. {@code "nuclei"} */
+        public String protocolName() {
+            return name().toLowerCase(Locale.ROOT);
+        }
+    }
+
+    /**
+     * A level-0 rectangle.
+     * @param x left
+     * @param y top
+     * @param width width (positive)
+     * @param height height (positive)
+     */
+    public record Region(int x, int y, int width, int height) {
+
+        /** Checks the size. */
+        public Region {
+            if (width <= 0 || height <= 0)
+                throw new IllegalArgumentException("region size must be positive, not " + width + "x" + height);
+        }
+
+        /**
+         * @param x left
+         * @param y top
+         * @param width width
+         * @param height height
+         * @return the region
+         */
+        public static Region of(int x, int y, int width, int height) {
+            return new Region(x, y, width, height);
+        }
+    }
+
+    /**
+     * Processing options; null means "the server's default".
+     * @param device {@code "auto"}, {@code "cpu"}, {@code "cuda"}, {@code "cuda:1"}, {@code "mps"}, or null
+     * @param batchSize tiles per batch, or null
+     * @param tileSize tile size in model pixels, or null for the model's
+     * @param overlap tile overlap in model pixels, or null for the model's
+     * @param cellExpansion µm (pixels when the pixel size is unknown) to grow nuclei into cells; nuclei only
+     * @param threshold detection threshold, or null for the model's
+     * @param tissue whether to skip tiles without tissue, or null
+     * @param measure whether to add measurements, or null
+     */
+    public record Options(String device, Integer batchSize, Integer tileSize, Integer overlap, Double cellExpansion,
+                          Double threshold, Boolean tissue, Boolean measure) {
+
+        private static final Options DEFAULTS = new Options(null, null, null, null, null, null, null, null);
+
+        /** @return options that leave everything to the server */
+        public static Options defaults() {
+            return DEFAULTS;
+        }
+
+        JsonObject toJson() {
+            JsonObject json = new JsonObject();
+            if (device != null)
+                json.addProperty("device", device);
+            if (batchSize != null)
+                json.addProperty("batchSize", batchSize);
+            if (tileSize != null)
+                json.addProperty("tileSize", tileSize);
+            if (overlap != null)
+                json.addProperty("overlap", overlap);
+            if (cellExpansion != null)
+                json.addProperty("cellExpansion", cellExpansion);
+            if (threshold != null)
+                json.addProperty("threshold", threshold);
+            if (tissue != null)
+                json.addProperty("tissue", tissue);
+            if (measure != null)
+                json.addProperty("measure", measure);
+            return json;
+        }
+    }
+
+    /** Checks that the request names one image source and copies the tiles. */
+    public JobRequest {
+        Objects.requireNonNull(task, "task");
+        Objects.requireNonNull(model, "model");
+        if (model.isBlank())
+            throw new IllegalArgumentException("model name is blank");
+        options = options == null ? Options.defaults() : options;
+        tiles = tiles == null ? List.of() : List.copyOf(tiles);
+        if (imagePath != null && !tiles.isEmpty())
+            throw new IllegalArgumentException("a request has an image path or tiles, not both");
+        if (imagePath == null && tiles.isEmpty())
+            throw new IllegalArgumentException("a request needs an image path or tiles");
+        if (!tiles.isEmpty() && (imageWidth == null || imageHeight == null || imageWidth <= 0 || imageHeight <= 0))
+            throw new IllegalArgumentException("a tile-based request needs the image's positive width and height");
+        if (pixelSize != null && !(pixelSize > 0 && Double.isFinite(pixelSize)))
+            throw new IllegalArgumentException("pixel size must be a positive number, not " + pixelSize);
+    }
+
+    /**
+     * @param model a model name or folder
+     * @return a builder for a nuclei job
+     */
+    public static Builder nuclei(String model) {
+        return new Builder(Task.NUCLEI, model);
+    }
+
+    /**
+     * @param model a model name or folder
+     * @return a builder for a detection job
+     */
+    public static Builder detect(String model) {
+        return new Builder(Task.DETECT, model);
+    }
+
+    /**
+     * @param task what to run
+     * @param model a model name or folder
+     * @return a builder
+     */
+    public static Builder builder(Task task, String model) {
+        return new Builder(task, model);
+    }
+
+    /** @return true when the pixels travel with the request */
+    public boolean isTileBased() {
+        return !tiles.isEmpty();
+    }
+
+    /** @return the request as the protocol's JSON object */
+    public JsonObject toJsonObject() {
+        JsonObject json = new JsonObject();
+        json.addProperty("protocol", PROTOCOL);
+        json.addProperty("task", task.protocolName());
+        json.addProperty("model", model);
+        JsonObject image = new JsonObject();
+        if (imagePath != null) {
+            image.addProperty("path", imagePath);
+        } else {
+            image.addProperty("width", imageWidth);
+            image.addProperty("height", imageHeight);
+        }
+        if (pixelSize != null)
+            image.addProperty("pixelSize", pixelSize);
+        json.add("image", image);
+        if (region != null) {
+            JsonObject r = new JsonObject();
+            r.addProperty("x", region.x());
+            r.addProperty("y", region.y());
+            r.addProperty("width", region.width());
+            r.addProperty("height", region.height());
+            json.add("region", r);
+        }
+        if (roi != null)
+            json.add("roi", GeoJsonObjects.toGeoJson(roi));
+        json.add("options", options.toJson());
+        if (!tiles.isEmpty()) {
+            JsonArray array = new JsonArray();
+            for (TileImage tile : tiles) {
+                JsonObject t = new JsonObject();
+                t.addProperty("x", tile.x());
+                t.addProperty("y", tile.y());
+                t.addProperty("width", tile.width());
+                t.addProperty("height", tile.height());
+                t.addProperty("downsample", tile.downsample());
+                t.addProperty("png", tile.pngBase64());
+                array.add(t);
+            }
+            json.add("tiles", array);
+        }
+        return json;
+    }
+
+    /** @return the request JSON string sent to {@link CellBridgeService#submit(String)} */
+    public String toJson() {
+        return toJsonObject().toString();
+    }
+
+    /**
+     * A fluent builder for {@link JobRequest}; each call returns the builder, {@link #build()} checks and freezes.
+     */
+    public static final class Builder {
+
+        private final Task task;
+        private final String model;
+        private String imagePath;
+        private Integer imageWidth;
+        private Integer imageHeight;
+        private Double pixelSize;
+        private Region region;
+        private Geometry roi;
+        private List<TileImage> tiles = List.of();
+        private String device;
+        private Integer batchSize;
+        private Integer tileSize;
+        private Integer overlap;
+        private Double cellExpansion;
+        private Double threshold;
+        private Boolean tissue;
+        private Boolean measure;
+
+        private Builder(Task task, String model) {
+            this.task = task;
+            this.model = model;
+        }
+
+        /**
+         * @param path the slide file Python should read
+         * @return this builder
+         */
+        public Builder imagePath(String path) {
+            this.imagePath = path;
+            return this;
+        }
+
+        /**
+         * Pixels sent as tiles.
+         * @param width the full image's level-0 width
+         * @param height the full image's level-0 height
+         * @param tiles tiles covering the region (or the ROI's bounds), all at one downsample
+         * @return this builder
+         */
+        public Builder tiles(int width, int height, List<TileImage> tiles) {
+            this.imageWidth = width;
+            this.imageHeight = height;
+            this.tiles = new ArrayList<>(tiles);
+            return this;
+        }
+
+        /**
+         * @param micronsPerPixel µm per level-0 pixel overriding the slide's
+         * @return this builder
+         */
+        public Builder pixelSize(double micronsPerPixel) {
+            this.pixelSize = micronsPerPixel;
+            return this;
+        }
+
+        /**
+         * @param region the level-0 region to analyse
+         * @return this builder
+         */
+        public Builder region(Region region) {
+            this.region = region;
+            return this;
+        }
+
+        /**
+         * @param x left
+         * @param y top
+         * @param width width
+         * @param height height
+         * @return this builder
+         */
+        public Builder region(int x, int y, int width, int height) {
+            return region(Region.of(x, y, width, height));
+        }
+
+        /**
+         * @param roi a level-0 ROI geometry
+         * @return this builder
+         */
+        public Builder roi(Geometry roi) {
+            this.roi = roi;
+            return this;
+        }
+
+        /**
+         * @param options all options at once
+         * @return this builder
+         */
+        public Builder options(Options options) {
+            this.device = options.device();
+            this.batchSize = options.batchSize();
+            this.tileSize = options.tileSize();
+            this.overlap = options.overlap();
+            this.cellExpansion = options.cellExpansion();
+            this.threshold = options.threshold();
+            this.tissue = options.tissue();
+            this.measure = options.measure();
+            return this;
+        }
+
+        /**
+         * @param device "auto", "cpu", "cuda", "cuda:N" or "mps"
+         * @return this builder
+         */
+        public Builder device(String device) {
+            this.device = device;
+            return this;
+        }
+
+        /**
+         * @param batchSize tiles per batch
+         * @return this builder
+         */
+        public Builder batchSize(int batchSize) {
+            this.batchSize = batchSize;
+            return this;
+        }
+
+        /**
+         * @param tileSize tile size in model pixels
+         * @return this builder
+         */
+        public Builder tileSize(int tileSize) {
+            this.tileSize = tileSize;
+            return this;
+        }
+
+        /**
+         * @param overlap tile overlap in model pixels
+         * @return this builder
+         */
+        public Builder overlap(int overlap) {
+            this.overlap = overlap;
+            return this;
+        }
+
+        /**
+         * @param cellExpansion µm to grow nuclei into cells (0: nuclei only)
+         * @return this builder
+         */
+        public Builder cellExpansion(double cellExpansion) {
+            this.cellExpansion = cellExpansion;
+            return this;
+        }
+
+        /**
+         * @param threshold detection threshold
+         * @return this builder
+         */
+        public Builder threshold(double threshold) {
+            this.threshold = threshold;
+            return this;
+        }
+
+        /**
+         * @param tissue whether to skip tiles without tissue
+         * @return this builder
+         */
+        public Builder tissue(boolean tissue) {
+            this.tissue = tissue;
+            return this;
+        }
+
+        /**
+         * @param measure whether to add measurements
+         * @return this builder
+         */
+        public Builder measure(boolean measure) {
+            this.measure = measure;
+            return this;
+        }
+
+        /** @return the request; throws IllegalArgumentException if it names no image or both kinds */
+        public JobRequest build() {
+            return new JobRequest(task, model, imagePath, imageWidth, imageHeight, pixelSize, region, roi,
+                    new Options(device, batchSize, tileSize, overlap, cellExpansion, threshold, tissue, measure),
+                    tiles);
+        }
+    }
+}

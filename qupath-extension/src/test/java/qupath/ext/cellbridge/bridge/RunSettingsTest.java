@@ -1,0 +1,81 @@
+package qupath.ext.cellbridge.bridge;
+
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class RunSettingsTest {
+
+    private static RunSettings typical() {
+        return RunSettings.builder("nuclei-he").device("auto").tileSize(1024).overlap(64).cellExpansion(3.0).build();
+    }
+
+    @Test
+    void requestCarriesTheModelTaskAndOptions() {
+        JobRequest request = typical().request("nuclei").imagePath("/slides/a.svs").build();
+        JsonObject json = JsonParser.parseString(request.toJson()).getAsJsonObject();
+        assertEquals("nuclei", json.get("task").getAsString());
+        assertEquals("nuclei-he", json.get("model").getAsString());
+        JsonObject options = json.getAsJsonObject("options");
+        assertEquals(Map.of("device", "auto", "tileSize", 1024, "overlap", 64, "cellExpansion", 3.0),
+                Map.of("device", options.get("device").getAsString(), "tileSize", options.get("tileSize").getAsInt(),
+                        "overlap", options.get("overlap").getAsInt(),
+                        "cellExpansion", options.get("cellExpansion").getAsDouble()));
+        assertEquals(4, options.size());
+        assertFalse(json.getAsJsonObject("image").has("pixelSize"));
+    }
+
+    @Test
+    void taskComesFromTheSettingsElseTheModelElseNuclei() {
+        assertEquals(JobRequest.Task.DETECT, typical().resolveTask("detect"));
+        assertEquals(JobRequest.Task.NUCLEI, typical().resolveTask(null));
+        assertEquals(JobRequest.Task.NUCLEI, typical().toBuilder().task("NUCLEI").build().resolveTask("detect"));
+        assertThrows(IllegalArgumentException.class, () -> RunSettings.builder("m").task("segment"));
+    }
+
+    @Test
+    void badValuesAreRefusedWithTheirName() {
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> RunSettings.builder("m").tileSize(0).build())
+                .getMessage().contains("tile size"));
+        assertTrue(assertThrows(IllegalArgumentException.class,
+                () -> RunSettings.builder("m").tileSize(256).overlap(128).build()).getMessage().contains("overlap"));
+        assertThrows(IllegalArgumentException.class, () -> RunSettings.builder("m").cellExpansion(-1.0).build());
+        assertThrows(IllegalArgumentException.class, () -> RunSettings.builder(" ").build());
+        assertThrows(IllegalArgumentException.class, () -> RunSettings.builder("m").pixelSize(0.0).build());
+    }
+
+    @Test
+    void signatureChangesWithWhatChangesResultsOnly() {
+        RunSettings base = typical();
+        String signature = base.signature("0.1.0");
+        assertEquals(16, signature.length());
+        assertEquals(signature, typical().signature("0.1.0"));
+        assertEquals(signature, base.toBuilder().device("cuda").batchSize(8).sendTiles(true).build().signature("0.1.0"));
+        assertNotEquals(signature, base.signature("0.2.0"));
+        assertNotEquals(signature, base.toBuilder().tileSize(512).build().signature("0.1.0"));
+        assertNotEquals(signature, base.toBuilder().cellExpansion(0.0).build().signature("0.1.0"));
+        assertNotEquals(signature, base.toBuilder().tissue(false).build().signature("0.1.0"));
+        // unset values equal their defaults
+        assertEquals(RunSettings.builder("m").build().signature(null),
+                RunSettings.builder("m").tissue(true).cellExpansion(0.0).build().signature(null));
+    }
+
+    @Test
+    void builderScriptRebuildsTheSettings() {
+        RunSettings settings = typical().toBuilder().task("nuclei").threshold(0.4).replaceExisting(false).build();
+        assertEquals("CellBridge.builder('nuclei-he').task('nuclei').device('auto').tileSize(1024).overlap(64)"
+                + ".cellExpansion(3.0d).threshold(0.4d).replaceExisting(false)", settings.builderScript("CellBridge"));
+        assertEquals(List.of("model", "task", "device", "tileSize", "overlap", "cellExpansion", "threshold",
+                "replaceExisting"), List.copyOf(settings.parameters().keySet()));
+        assertEquals("'C:\\\\models\\\\it\\'s $x'", RunSettings.groovyString("C:\\models\\it's $x"));
+    }
+}
