@@ -1,8 +1,18 @@
-"""Synthetic H&E slides with exact ground truth, for tests, benchmarks and the built-in sample."""
+"""Synthetic H&E and IHC (hematoxylin-DAB) slides with exact ground truth, for tests, benchmarks and the sample."""
 
-from cellbridge.synth.render import render_region
-from cellbridge.synth.scene import HE_CLASSES, NucleusClass, Scene, SynthConfig, build_scene
-from cellbridge.synth.slide import SynthResult, generate_slide, pyramid_levels, truth_objects
+from cellbridge.synth.render import ihc_vectors, render_region
+from cellbridge.synth.scene import (
+    HE_CLASSES,
+    IHC_CLASSES,
+    IHC_DAB_LEVELS,
+    STAINS,
+    NucleusClass,
+    Scene,
+    SynthConfig,
+    build_scene,
+)
+from cellbridge.synth.slide import SynthResult, generate_slide, ihc_scores, pyramid_levels, truth_objects
 
-__all__ = ["HE_CLASSES", "NucleusClass", "Scene", "SynthConfig", "SynthResult", "build_scene", "generate_slide",
-           "pyramid_levels", "render_region", "truth_objects"]
+__all__ = ["HE_CLASSES", "IHC_CLASSES", "IHC_DAB_LEVELS", "STAINS", "NucleusClass", "Scene", "SynthConfig",
+           "SynthResult", "build_scene", "generate_slide", "ihc_scores", "ihc_vectors", "pyramid_levels",
+           "render_region", "truth_objects"]

@@ -1,4 +1,10 @@
-"""Render any level-0 region of a synthetic scene as H&E-like RGB; every pixel depends only on its position."""
+"""Render any level-0 region of a synthetic scene as H&E- or IHC-like RGB; every pixel depends only on its position.
+
+IHC (`stain="ihc-dab"`) is rendered by the Beer-Lambert law from per-pixel stain amounts: the glass colour times
+10^-(H·h + D·d), with h and d the scene's hematoxylin and DAB vectors (unit optical densities) and H, D the amounts
+(pale counterstained stroma, blue negative nuclei, brown positive ones), so colour deconvolution with the scene's
+own vectors gives H and D back up to 8-bit rounding and sensor noise.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ import math
 import cv2
 import numpy as np
 
-from cellbridge.synth.scene import FIELD_CELL, Scene
+from cellbridge.synth.scene import FIELD_CELL, Scene, SynthConfig
 
 TEXTURE_PERIOD = 512
 GLASS_RGB = np.array([243.0, 242.0, 245.0], np.float32)
 STROMA_RGB = np.array([234.0, 164.0, 200.0], np.float32)
 EDGE_BAND = 0.04          # field units over which tissue fades into glass
+IHC_COUNTERSTAIN = 0.13   # hematoxylin OD of the pale stroma (still found as tissue: saturation ~30 of 255)
+IHC_BACKGROUND_DAB = 0.01  # faint non-specific DAB in the stroma
 
 
 @functools.lru_cache(maxsize=8)
@@ -53,6 +61,8 @@ def render_region(scene: Scene, x: int, y: int, w: int, h: int) -> np.ndarray:
     rgb[:] = GLASS_RGB
     rgb += (grain * 1.5)[..., None]
     alpha = _tissue_alpha(scene, x, y, w, h)
+    if scene.config.ihc:
+        return _render_ihc(scene, rgb, alpha, grain, x, y, w, h)
     if alpha.any():
         fibres = _window(periodic_texture(seed, 7.0, 1.0), x, y, w, h)
         stroma = STROMA_RGB + (fibres * 9.0 + grain * 4.0)[..., None] * np.array([1.0, 1.3, 0.8], np.float32)
@@ -65,18 +75,10 @@ def _draw_nuclei(scene: Scene, rgb: np.ndarray, x: int, y: int, w: int, h: int) 
     """Composite every nucleus meeting the region, anti-aliased, with chromatin texture and a darker rim."""
     chromatin = periodic_texture(scene.config.seed + 1, 1.0, 1.0)
     for i in scene.nuclei_in_region(x, y, w, h):
-        cx, cy = scene.centres[i]
-        a, b = scene.axes[i]
-        x0, x1 = max(int(math.floor(cx - a - 1)), x), min(int(math.ceil(cx + a + 1)), x + w)
-        y0, y1 = max(int(math.floor(cy - a - 1)), y), min(int(math.ceil(cy + a + 1)), y + h)
-        if x0 >= x1 or y0 >= y1:
+        window = _nucleus_window(scene, i, x, y, w, h)
+        if window is None:
             continue
-        px = np.arange(x0, x1, dtype=np.float32) + 0.5 - cx
-        py = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - cy
-        ca, sa = math.cos(scene.angles[i]), math.sin(scene.angles[i])
-        u, v = px * ca + py * sa, -px * sa + py * ca
-        q = np.sqrt((u / a) ** 2 + (v / b) ** 2)
-        alpha = np.clip((1.0 - q) * b + 0.5, 0.0, 1.0)
+        x0, x1, y0, y1, q, alpha = window
         klass = scene.config.classes[int(scene.labels[i])]
         # chromatin: the shared texture shifted per nucleus, so neighbours differ but any cut agrees
         shift = int(i * 7919) % (TEXTURE_PERIOD - 64)
@@ -85,3 +87,71 @@ def _draw_nuclei(scene: Scene, rgb: np.ndarray, x: int, y: int, w: int, h: int) 
         colour = np.array(klass.rgb, np.float32) * np.clip(2.0 - shade, 0.4, 1.6)[..., None]
         patch = rgb[y0 - y:y1 - y, x0 - x:x1 - x]
         patch += (colour - patch) * (alpha * 0.95)[..., None]
+
+
+# ------------------------------------------------------------------------------------------------------ IHC
+
+
+def ihc_vectors(config: SynthConfig) -> np.ndarray:
+    """The scene's (2, 3) hematoxylin and DAB optical density vectors, each of unit length."""
+    vectors = np.asarray(config.ihc_vectors, np.float64)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _render_ihc(scene: Scene, rgb: np.ndarray, alpha: np.ndarray, grain: np.ndarray,
+                x: int, y: int, w: int, h: int) -> np.ndarray:
+    """Stain amounts per pixel (stroma, then nuclei over it), turned into RGB by the Beer-Lambert law."""
+    hematoxylin = np.zeros((h, w), np.float32)
+    dab = np.zeros((h, w), np.float32)
+    if alpha.any():
+        fibres = _window(periodic_texture(scene.config.seed, 7.0, 1.0), x, y, w, h)
+        stroma = np.clip(IHC_COUNTERSTAIN + 0.04 * fibres + 0.015 * grain, 0.02, None)
+        hematoxylin += stroma * alpha
+        dab += IHC_BACKGROUND_DAB * alpha
+        _draw_ihc_nuclei(scene, hematoxylin, dab, x, y, w, h)
+    vectors = ihc_vectors(scene.config).astype(np.float32)
+    od = hematoxylin[..., None] * vectors[0] + dab[..., None] * vectors[1]
+    rgb *= np.power(np.float32(10.0), -od)     # rgb holds the glass colour plus grain
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def _draw_ihc_nuclei(scene: Scene, hematoxylin: np.ndarray, dab: np.ndarray, x: int, y: int, w: int, h: int) -> None:
+    """Composite each nucleus's stain amounts, anti-aliased: hematoxylin with chromatin texture and a darker rim
+    (fainter under strong DAB), DAB at the nucleus's true level with a fine granular texture of mean ~0."""
+    chromatin = periodic_texture(scene.config.seed + 1, 1.0, 1.0)
+    for i in scene.nuclei_in_region(x, y, w, h):
+        window = _nucleus_window(scene, i, x, y, w, h)
+        if window is None:
+            continue
+        x0, x1, y0, y1, q, alpha = window
+        klass = scene.config.classes[int(scene.labels[i])]
+        shift = int(i * 7919) % (TEXTURE_PERIOD - 64)
+        tex = _window(chromatin, x0 + shift, y0 + shift, x1 - x0, y1 - y0)
+        granules = _window(chromatin, x0 + shift + 31, y0 + shift + 17, x1 - x0, y1 - y0)
+        level = float(scene.dab_level[i])
+        # hematoxylin of a negative nucleus from its H&E darkness; DAB masks most of it in strongly positive nuclei
+        base = -math.log10(float(np.mean(klass.rgb)) / 255.0) * 1.6 * float(scene.intensity[i])
+        base *= 1.0 - 0.97 * min(level / 0.7, 1.0)
+        h_amount = base * (1.0 + klass.texture * 0.35 * tex) * (1.0 + 0.25 * np.clip(q - 0.6, 0, 1))
+        d_amount = level * (1.0 + 0.12 * granules)
+        rows, cols = slice(y0 - y, y1 - y), slice(x0 - x, x1 - x)
+        hematoxylin[rows, cols] += (np.clip(h_amount, 0, None) - hematoxylin[rows, cols]) * alpha
+        dab[rows, cols] += (np.clip(d_amount, 0, None) - dab[rows, cols]) * alpha
+
+
+def _nucleus_window(scene: Scene, i: int, x: int, y: int, w: int,
+                    h: int) -> tuple[int, int, int, int, np.ndarray, np.ndarray] | None:
+    """The region's pixel window around nucleus `i` with each pixel's elliptical radius q and coverage alpha."""
+    cx, cy = scene.centres[i]
+    a, b = scene.axes[i]
+    x0, x1 = max(math.floor(cx - a - 1), x), min(math.ceil(cx + a + 1), x + w)
+    y0, y1 = max(math.floor(cy - a - 1), y), min(math.ceil(cy + a + 1), y + h)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    px = np.arange(x0, x1, dtype=np.float32) + 0.5 - cx
+    py = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - cy
+    ca, sa = math.cos(scene.angles[i]), math.sin(scene.angles[i])
+    u, v = px * ca + py * sa, -px * sa + py * ca
+    q = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    alpha = np.clip((1.0 - q) * b + 0.5, 0.0, 1.0)
+    return x0, x1, y0, y1, q, alpha

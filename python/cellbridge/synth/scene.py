@@ -1,7 +1,12 @@
-"""A synthetic H&E scene: tissue blobs and non-overlapping elliptical nuclei, fully determined by a config.
+"""A synthetic H&E or IHC scene: tissue blobs and non-overlapping elliptical nuclei, fully determined by a config.
 
 The scene is built once (tissue field + nucleus list); pixels are rendered from it region by region
 (`cellbridge.synth.render`), so any region renders the same wherever it is cut from.
+
+`stain="ihc-dab"` keeps the same tissue and nuclei (same seed, same places and shapes) and gives each nucleus a
+known DAB intensity class, Negative / 1+ / 2+ / 3+, drawn with `ihc_fractions`, and a DAB optical density inside
+that class's band (`IHC_DAB_LEVELS`), chosen so that QuPath's default thresholds (0.2 / 0.4 / 0.6 on the nucleus
+mean DAB OD) recover the class with a margin.
 """
 
 from __future__ import annotations
@@ -38,6 +43,19 @@ HE_CLASSES: tuple[NucleusClass, ...] = (
 )
 
 
+STAINS = ("he", "ihc-dab")
+IHC_CLASSES: tuple[str, ...] = ("Negative", "1+", "2+", "3+")  # QuPath's intensity class names
+# DAB OD of a nucleus (mean over its pixels, in the generator's own DAB units) per class: inside QuPath's default
+# bands [0, 0.2), [0.2, 0.4), [0.4, 0.6), [0.6, ∞) with a margin for anti-aliased edges, texture and JPEG.
+IHC_DAB_LEVELS: tuple[tuple[float, float], ...] = ((0.0, 0.06), (0.27, 0.33), (0.47, 0.53), (0.72, 0.95))
+# The generator's stain vectors (unit RGB optical densities): a few degrees off QuPath's defaults
+# (0.65, 0.70, 0.29) and (0.27, 0.57, 0.78), as a real scanner's are, so that stain estimation has work to do.
+IHC_HEMATOXYLIN = (0.57, 0.75, 0.33)
+IHC_DAB = (0.33, 0.58, 0.75)
+
+Vector3 = tuple[float, float, float]
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """What to generate. Sizes are level-0 pixels; nucleus sizes scale with `mpp` (µm per pixel)."""
@@ -49,6 +67,9 @@ class SynthConfig:
     mpp: float = 0.5
     nuclei_per_mm2: float = 4000.0
     classes: tuple[NucleusClass, ...] = HE_CLASSES
+    stain: str = "he"                 # "he" (H&E) or "ihc-dab" (hematoxylin counterstain + DAB)
+    ihc_fractions: tuple[float, float, float, float] = (0.6, 0.15, 0.15, 0.1)  # Negative, 1+, 2+, 3+
+    ihc_vectors: tuple[Vector3, Vector3] = (IHC_HEMATOXYLIN, IHC_DAB)        # hematoxylin, DAB OD vectors
 
     def __post_init__(self) -> None:
         if self.width < 64 or self.height < 64:
@@ -57,6 +78,23 @@ class SynthConfig:
             raise ValueError(f"tissue fraction must be within [0, 1], got {self.tissue_fraction}")
         if not self.mpp > 0:
             raise ValueError(f"pixel size must be positive, got {self.mpp}")
+        if self.stain not in STAINS:
+            raise ValueError(f"unknown stain {self.stain!r}; expected one of {', '.join(STAINS)}")
+        fractions = np.asarray(self.ihc_fractions, float)
+        if fractions.shape != (4,) or not np.all(np.isfinite(fractions)) or fractions.min() < 0 or fractions.sum() <= 0:
+            raise ValueError("IHC fractions must be 4 non-negative numbers (Negative, 1+, 2+, 3+) with a positive "
+                             f"sum, got {self.ihc_fractions}")
+        vectors = np.asarray(self.ihc_vectors, float)
+        if vectors.shape != (2, 3) or not np.all(np.isfinite(vectors)) or vectors.min() < 0:
+            raise ValueError(f"IHC stain vectors must be two non-negative RGB OD triples, got {self.ihc_vectors}")
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        if np.linalg.norm(np.cross(unit[0], unit[1])) < 0.05:
+            raise ValueError(f"IHC stain vectors must not be (nearly) parallel, got {self.ihc_vectors}")
+
+    @property
+    def ihc(self) -> bool:
+        """True for an IHC (hematoxylin + DAB) slide."""
+        return self.stain == "ihc-dab"
 
 
 @dataclass
@@ -72,6 +110,8 @@ class Scene:
     labels: np.ndarray                # (n,) int index into config.classes
     intensity: np.ndarray             # (n,) stain strength multiplier around 1
     buckets: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    dab_class: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # (n,) IHC: index into IHC_CLASSES
+    dab_level: np.ndarray = field(default_factory=lambda: np.empty(0))            # (n,) IHC: true DAB OD
 
     def __len__(self) -> int:
         return len(self.centres)
@@ -85,8 +125,22 @@ class Scene:
         """Nucleus `i` as the polygon the renderer fills (pixel centres inside are nucleus pixels)."""
         return ellipse_polygon(self.centres[i], self.axes[i], self.angles[i])
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The truth class names: the intensity classes on IHC, else the nucleus classes of the config."""
+        return IHC_CLASSES if self.config.ihc else tuple(c.name for c in self.config.classes)
+
+    @property
+    def truth_labels(self) -> np.ndarray:
+        """Per nucleus, its index into `class_names`."""
+        return self.dab_class if self.config.ihc else self.labels
+
     def class_name(self, i: int) -> str:
-        """The class name of nucleus `i`."""
+        """The truth class name of nucleus `i` (its intensity class on IHC, e.g. "2+")."""
+        return self.class_names[int(self.truth_labels[i])]
+
+    def morphology_name(self, i: int) -> str:
+        """The nucleus class (shape and size) of nucleus `i`, e.g. "Tumor", whatever the stain."""
         return self.config.classes[int(self.labels[i])].name
 
     def nuclei_in_region(self, x: float, y: float, w: float, h: float) -> np.ndarray:
@@ -134,7 +188,20 @@ def build_scene(config: SynthConfig) -> Scene:
                   np.empty(0, dtype=np.int64), np.empty(0))
     if config.tissue_fraction > 0:
         _place_nuclei(scene, rng)
+    if config.ihc:
+        _assign_dab(scene)
     return scene
+
+
+def _assign_dab(scene: Scene) -> None:
+    """Draw each nucleus's intensity class and DAB level from a generator of its own, so that the nuclei (and the
+    H&E slide of the same seed) stay exactly as they are without IHC."""
+    config, n = scene.config, len(scene)
+    rng = np.random.default_rng([config.seed, 0x1AC])
+    fractions = np.asarray(config.ihc_fractions, float)
+    scene.dab_class = rng.choice(len(IHC_CLASSES), size=n, p=fractions / fractions.sum()).astype(np.int64)
+    bands = np.asarray(IHC_DAB_LEVELS, float)[scene.dab_class]
+    scene.dab_level = rng.uniform(bands[:, 0], bands[:, 1]) if n else np.empty(0)
 
 
 def _tissue_field(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:

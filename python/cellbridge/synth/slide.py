@@ -1,4 +1,4 @@
-"""Write a synthetic scene as a pyramidal tiled BigTIFF plus its ground truth as QuPath GeoJSON."""
+"""Write a synthetic scene (H&E or IHC) as a pyramidal tiled BigTIFF plus its ground truth as QuPath GeoJSON."""
 
 from __future__ import annotations
 
@@ -38,22 +38,46 @@ class SynthResult:
 
     @property
     def class_counts(self) -> dict[str, int]:
-        """Nuclei per class name."""
-        names = [c.name for c in self.scene.config.classes]
-        counts = np.bincount(self.scene.labels, minlength=len(names))
+        """Nuclei per truth class name (intensity classes Negative / 1+ / 2+ / 3+ on IHC)."""
+        names = self.scene.class_names
+        counts = np.bincount(self.scene.truth_labels, minlength=len(names))
         return {name: int(n) for name, n in zip(names, counts)}
+
+    @property
+    def ihc_scores(self) -> dict[str, float] | None:
+        """IHC only: the true positive % (Ki-67 index) and H-score of all nuclei; None on H&E."""
+        return ihc_scores(self.scene)
+
+
+def ihc_scores(scene: Scene) -> dict[str, float] | None:
+    """The true positive % and H-score (1×%1+ + 2×%2+ + 3×%3+) of an IHC scene's nuclei; None on H&E."""
+    if not scene.config.ihc:
+        return None
+    counts = np.bincount(scene.dab_class, minlength=4).astype(float)
+    total = counts.sum()
+    if total == 0:
+        return {"positive_percent": math.nan, "h_score": math.nan}
+    percent = counts / total * 100.0
+    return {"positive_percent": float(percent[1:].sum()), "h_score": float(percent @ np.arange(4))}
 
 
 def truth_objects(scene: Scene) -> Iterator[PathObject]:
-    """Every nucleus as a classified QuPath detection with its centre and shape as measurements."""
-    classes = {c.name: PathClass.of(c.name, class_color(c.name)) for c in scene.config.classes}
+    """Every nucleus as a classified QuPath detection with its centre and shape as measurements.
+
+    On IHC the class is the true intensity class (Negative, 1+, 2+, 3+) and "True DAB OD" holds the DAB optical
+    density the nucleus was rendered with (in the scene's own DAB units).
+    """
+    classes = {name: PathClass.of(name, class_color(name)) for name in scene.class_names}
     for i in range(len(scene)):
         (cx, cy), (a, b) = scene.centres[i], scene.axes[i]
-        yield PathObject(scene.polygon(i), "detection", classes[scene.class_name(i)], {
+        measurements = {
             "Centre X px": round(float(cx), 3), "Centre Y px": round(float(cy), 3),
             "Major axis px": round(float(2 * a), 3), "Minor axis px": round(float(2 * b), 3),
             "Angle deg": round(math.degrees(float(scene.angles[i])) % 180, 2),
-        })
+        }
+        if scene.config.ihc:
+            measurements["True DAB OD"] = round(float(scene.dab_level[i]), 4)
+        yield PathObject(scene.polygon(i), "detection", classes[scene.class_name(i)], measurements)
 
 
 def generate_slide(path: str | os.PathLike[str], config: SynthConfig, truth_path: str | os.PathLike[str] | None = None,
@@ -113,7 +137,8 @@ def _tiff_options(config: SynthConfig, tile: int, compression: str, quality: int
     per_cm = 10_000.0 / config.mpp
     options: dict = {"tile": (tile, tile), "photometric": "rgb", "resolution": (per_cm, per_cm),
                      "resolutionunit": "CENTIMETER", "metadata": None,
-                     "description": f"CellBridge synthetic H&E slide seed={config.seed} mpp={config.mpp}"}
+                     "description": f"CellBridge synthetic {'IHC (H-DAB)' if config.ihc else 'H&E'} slide "
+                                    f"seed={config.seed} mpp={config.mpp}"}
     if compression == "jpeg":
         options.update(compression="jpeg", compressionargs={"level": quality})
     elif compression != "none":

@@ -1,0 +1,167 @@
+"""A small PNG report per image: a downsampled view with nuclei dotted in their class colours, the regions
+outlined and numbered, and a table of each region's numbers drawn below it (OpenCV, ASCII text).
+
+Objects are drawn as they stream past (`ReportImage.draw`), so nothing is held; `save` writes atomically.
+
+    report = ReportImage.from_slide(slide)
+    pipeline.run(slide, on_object=lambda o: (summary.add(o), report.draw(o)))
+    report.save("slide-report.png", summary, title="slide.svs - Ki-67")
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from cellbridge.errors import CellBridgeError
+from cellbridge.geometry import polygons_of
+from cellbridge.ihc.positivity import INTENSITY_CLASSES, POSITIVE
+from cellbridge.ihc.summary import RegionSummary, SlideSummary
+from cellbridge.io.atomic import atomic_path
+from cellbridge.objects import PathObject, class_color
+
+__all__ = ["ReportImage"]
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+REGION_COLOUR = (20, 20, 20)
+UNCLASSIFIED_COLOUR = (255, 255, 0)
+
+
+class ReportImage:
+    """A canvas holding a downsampled image; objects are drawn onto it, then it is saved with the numbers."""
+
+    def __init__(self, rgb: np.ndarray, downsample: float) -> None:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"the report image must be 8-bit RGB (H, W, 3), not {rgb.dtype} {rgb.shape}")
+        if not (math.isfinite(downsample) and downsample > 0):
+            raise ValueError(f"downsample must be a positive number, not {downsample!r}")
+        self.canvas = np.ascontiguousarray(rgb).copy()
+        self.downsample = float(downsample)
+
+    @classmethod
+    def from_slide(cls, slide: Any, max_side: int = 1600) -> ReportImage:
+        """The whole slide (`cellbridge.io.slides.Slide`) at a downsample that fits `max_side` pixels."""
+        rgb, downsample = slide.thumbnail(max_side)
+        return cls(rgb, downsample)
+
+    def draw(self, obj: PathObject) -> None:
+        """A dot (or, when large enough on the canvas, a filled outline) in the object's class colour."""
+        if obj.object_type == "annotation":
+            return
+        colour = _colour(obj)
+        geometry = obj.locating_geometry
+        polygons = polygons_of(geometry)
+        scale = 1.0 / self.downsample
+        if polygons and math.sqrt(geometry.area) * scale >= 4:
+            for polygon in polygons:
+                ring = np.round(np.asarray(polygon.exterior.coords) * scale * 4).astype(np.int32)
+                cv2.fillPoly(self.canvas, [ring], colour, lineType=cv2.LINE_AA, shift=2)
+            return
+        c = geometry.centroid
+        radius = max(1, round(math.sqrt(max(geometry.area, 1.0) / math.pi) * scale))
+        cv2.circle(self.canvas, (int(c.x * scale), int(c.y * scale)), radius, colour, -1, lineType=cv2.LINE_AA)
+
+    def render(self, summary: SlideSummary | Sequence[RegionSummary], title: str = "") -> np.ndarray:
+        """The report as RGB: the canvas with the regions outlined and numbered, above a table of their numbers."""
+        regions = summary.regions if isinstance(summary, SlideSummary) else list(summary)
+        image = self.canvas.copy()
+        _outline_regions(image, regions, 1.0 / self.downsample)
+        table = _table(regions, title, max(image.shape[1], 760))
+        out = np.full((image.shape[0] + table.shape[0], table.shape[1], 3), 255, np.uint8)
+        out[:image.shape[0], :image.shape[1]] = image
+        out[image.shape[0]:] = table
+        return out
+
+    def save(self, path: str | os.PathLike[str], summary: SlideSummary | Sequence[RegionSummary],
+             title: str = "") -> Path:
+        """Write `render` as PNG (or JPEG by the suffix), atomically; returns the path."""
+        path = Path(path)
+        image = cv2.cvtColor(self.render(summary, title), cv2.COLOR_RGB2BGR)
+        try:
+            ok, data = cv2.imencode(path.suffix or ".png", image)
+        except cv2.error:
+            ok = False
+        if not ok:
+            raise CellBridgeError(f"{path}: cannot encode the report image (use .png or .jpg)")
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data.tobytes())
+        return path
+
+
+def _outline_regions(canvas: np.ndarray, regions: Sequence[RegionSummary], scale: float) -> None:
+    """Each annotation region's outline, numbered as in the table."""
+    for number, region in enumerate(regions, start=1):
+        if region.annotation is None or region.geometry is None:
+            continue
+        polygons = polygons_of(region.geometry)
+        for polygon in polygons:
+            ring = np.round(np.asarray(polygon.exterior.coords) * scale * 4).astype(np.int32)
+            cv2.polylines(canvas, [ring], True, REGION_COLOUR, 2, lineType=cv2.LINE_AA, shift=2)
+        if polygons:  # the number just above the outline's topmost point
+            ring = np.asarray(polygons[0].exterior.coords)
+            x, y = ring[int(np.argmin(ring[:, 1]))] * scale
+            _text(canvas, str(number), (int(x) + 2, max(int(y) - 6, 14)), 0.6, REGION_COLOUR, 2)
+
+
+def _colour(obj: PathObject) -> tuple[int, int, int]:
+    if obj.path_class is None:
+        return UNCLASSIFIED_COLOUR
+    last = obj.path_class.names[-1]
+    if last in (*INTENSITY_CLASSES, POSITIVE):
+        return class_color(last)
+    return obj.path_class.color or class_color(obj.path_class.name)
+
+
+def _table(regions: Sequence[RegionSummary], title: str, width: int) -> np.ndarray:
+    """A white panel: the title, a legend of class colours, then one line per region."""
+    line = 22
+    graded = any(r.graded for r in regions)
+    labels = INTENSITY_CLASSES if graded else ("Negative", POSITIVE)
+    height = line * (3 + 2 * len(regions)) + 10
+    panel = np.full((height, width, 3), 255, np.uint8)
+    y = line
+    if title:
+        _text(panel, _ascii(title), (8, y), 0.6, (0, 0, 0), 2)
+    y += line
+    x = 8
+    for label in labels:
+        cv2.rectangle(panel, (x, y - 12), (x + 14, y + 2), class_color(label), -1)
+        _text(panel, label, (x + 20, y), 0.5, (0, 0, 0), 1)
+        x += 30 + 12 * len(label) + 20
+    for number, region in enumerate(regions, start=1):
+        y += line
+        counts = "  ".join(f"{label} {region.count(label)}" for label in labels)
+        _text(panel, _ascii(f"{number}. {region.name}: {region.detections} nuclei  ({counts})"), (8, y), 0.5,
+              (0, 0, 0), 1)
+        y += line
+        density = region.positive_per_mm2
+        parts = [f"Positive {_number(region.positive_percent, '%')}"]
+        if region.graded:
+            parts.append(f"H-score {_number(region.h_score)}")
+        parts.append(f"{_number(density)} positive/mm2" if not math.isnan(density) else "density n/a (no pixel size)")
+        if not math.isnan(region.area_um2):
+            parts.append(f"area {region.area_um2 / 1e6:.3g} mm2")
+        elif not math.isnan(region.area_px):
+            parts.append(f"area {region.area_px:.3g} px2")
+        _text(panel, "    " + "   ".join(parts), (8, y), 0.5, (40, 40, 40), 1)
+    return panel
+
+
+def _number(value: float, suffix: str = "") -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1f}{suffix}"
+
+
+def _ascii(text: str) -> str:
+    """OpenCV's Hershey fonts draw ASCII only."""
+    return text.replace("\u00b5", "u").replace("\u00b2", "2").encode("ascii", "replace").decode("ascii")
+
+
+def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float, colour: tuple[int, int, int],
+          thickness: int) -> None:
+    cv2.putText(image, text, origin, FONT, scale, colour, thickness, lineType=cv2.LINE_AA)
