@@ -50,6 +50,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "cells never overlap (default 0: nuclei only)")
     nuclei.add_argument("--foreground", choices=["model", "otsu"], help="nucleus foreground: the model's "
                         "(default) or Otsu on hematoxylin (seed 002)")
+    ihc = nuclei.add_argument_group("IHC scoring (seed 002; QuPath's positive cell detection conventions)")
+    ihc.add_argument("--stain", choices=["he", "ihc-dab"], default="he",
+                     help="ihc-dab: score each nucleus's DAB optical density and summarise per region")
+    ihc.add_argument("--stain-vectors", default="estimate",
+                     help="estimate (Macenko, per slide; falls back to QuPath's defaults), default, or a JSON file")
+    ihc.add_argument("--positivity", default="0.2,0.4,0.6",
+                     help="DAB OD thresholds: three for Negative/1+/2+/3+, one for Positive/Negative, or a JSON "
+                          "of reference colours (seed 002's colour classifier) (default 0.2,0.4,0.6)")
+    ihc.add_argument("--annotations", help="QuPath GeoJSON whose annotations are the regions to summarise "
+                     "(default: the whole image); written back with the summary measurements")
+    ihc.add_argument("--summary", help="CSV with one row per image × region (counts, positive %%, H-score, /mm²)")
+    ihc.add_argument("--report", help="folder for a PNG report per image (overlay + numbers)")
+    ihc.add_argument("--keep-classes", action="store_true", help="keep the model's class as parent (Tumor: 2+)")
     nuclei.set_defaults(func=run, task="nuclei")
 
 
@@ -91,11 +104,83 @@ def run(args: argparse.Namespace) -> int:
         raise CellBridgeError(f"model {args.model!r} is a {pipeline.package.spec.task} model; `nuclei` needs a "
                               "nuclei model (use `cellbridge detect` for detectors)")
     roi = load_roi(args.roi) if args.roi else None
+    ihc = IhcRun(args, pipeline) if getattr(args, "stain", "he") == "ihc-dab" else None
     for source, out, overlay in _outputs(args):
         with open_slide(source, mpp=args.pixel_size) as slide:
-            result = pipeline.run(slide, out, roi, overlay=overlay)
-        summary = {"input": str(source), **result.summary()}
+            if ihc is None:
+                result = pipeline.run(slide, out, roi, overlay=overlay)
+                extra = {}
+            else:
+                result, extra = ihc.run(slide, out, roi, overlay)
+        summary = {"input": str(source), **result.summary(), **extra}
         if overlay:
             summary["overlay"] = str(overlay)
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    if ihc is not None:
+        ihc.finish()
     return 0
+
+
+class IhcRun:
+    """Per-slide IHC set-up (stain vectors, regions, report) and the batch CSV."""
+
+    def __init__(self, args: argparse.Namespace, pipeline) -> None:
+        from pathlib import Path
+
+        from cellbridge.ihc import parse_positivity
+        from cellbridge.io.qupath_geojson import read_objects
+
+        self.args, self.pipeline = args, pipeline
+        positivity = parse_positivity(args.positivity)
+        if isinstance(positivity, Path):
+            from cellbridge.engines.classify import load_classifier
+            pipeline.classifier = load_classifier(positivity)
+            self.thresholds: tuple[float, ...] | None = None
+        else:
+            self.thresholds = tuple(positivity)
+            pipeline.options.positivity = self.thresholds
+        pipeline.options.derive_classes = args.keep_classes
+        self.regions = [o for o in read_objects(args.annotations) if o.object_type == "annotation"] \
+            if args.annotations else []
+        self.rows: list[dict] = []
+
+    def run(self, slide, out, roi, overlay):
+        from pathlib import Path
+
+        from cellbridge.ihc import ReportImage, SlideSummary, stains_for_slide
+
+        stains, note = stains_for_slide(self.args.stain_vectors, slide)
+        if self.thresholds is not None:
+            self.pipeline.options.stain_vectors = stains
+        summary = SlideSummary(slide.path.name, [_copy(r) for r in self.regions], image_size=slide.dimensions,
+                               whole_image=roi, mpp=slide.mpp or self.args.pixel_size,
+                               graded=self.thresholds is not None and len(self.thresholds) == 3,
+                               extra={"Stain vectors": stains.to_qupath(),
+                                      "Thresholds": self.args.positivity})
+        report = ReportImage.from_slide(slide) if self.args.report else None
+
+        def each(obj) -> None:
+            summary.add(obj)
+            if report is not None:
+                report.draw(obj)
+
+        result = self.pipeline.run(slide, out, roi, overlay=overlay, on_object=each, trailer=summary.apply)
+        extra = {"stain_vectors": stains.to_json(), "stain_note": note,
+                 "regions": [r.row() for r in summary.regions]}
+        if report is not None:
+            path = Path(self.args.report) / f"{Path(slide.path).stem}-ihc.png"
+            report.save(path, summary, title=slide.path.name)
+            extra["report"] = str(path)
+        self.rows += summary.rows()
+        return result, extra
+
+    def finish(self) -> None:
+        if self.args.summary:
+            from cellbridge.ihc import write_summary_csv
+            write_summary_csv(self.rows, self.args.summary)
+
+
+def _copy(annotation):
+    """A fresh copy of a region annotation for one slide's summary (measurements are per slide)."""
+    import copy
+    return copy.deepcopy(annotation)

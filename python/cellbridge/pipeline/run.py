@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +57,9 @@ class RunOptions:
     engine: dict[str, Any] = field(default_factory=dict)   # engine options (thresholds, cell expansion…)
     measure: bool = True
     classifier: str | Path | None = None     # a classifier file (reference colours or trained) applied after measuring
+    stain_vectors: Any = None                # cellbridge.ihc.StainVectors: score DAB positivity per object (IHC)
+    positivity: tuple[float, ...] = (0.2, 0.4, 0.6)  # DAB OD thresholds: one (Positive/Negative) or three (1+/2+/3+)
+    derive_classes: bool = False             # IHC: keep the model's class as parent (e.g. "Tumor: 2+")
     progress: bool = False
 
 
@@ -159,6 +162,11 @@ class Pipeline:
                 measure_objects(objects, rgb, (tile.x, tile.y), tile.downsample, mpp, self.engine.compartment)
                 if self.classifier is not None:
                     apply_classifier(objects, self.classifier)
+                if self.options.stain_vectors is not None:
+                    from cellbridge.ihc import score_objects
+                    score_objects(objects, rgb, (tile.x, tile.y), tile.downsample, self.options.stain_vectors,
+                                  self.options.positivity, self.engine.compartment or "Nucleus",
+                                  derive=self.options.derive_classes)
             return tile, objects
 
         done = 0
@@ -202,8 +210,12 @@ class Pipeline:
     def run(self, slide: Slide, out: str | Path | None = None, roi: BaseGeometry | None = None,
             cancelled: Callable[[], bool] = lambda: False, overlay: str | Path | None = None,
             on_object: Callable[[PathObject], None] | None = None,
-            on_progress: Callable[[int, int], None] | None = None) -> RunResult:
-        """Run over the slide; stream the objects to `out` (QuPath GeoJSON, atomic) and/or `on_object`."""
+            on_progress: Callable[[int, int], None] | None = None,
+            trailer: Callable[[], Iterable[PathObject]] | None = None) -> RunResult:
+        """Run over the slide; stream the objects to `out` (QuPath GeoJSON, atomic) and/or `on_object`.
+
+        `trailer` gives objects written after the run, before the file is closed (e.g. annotations carrying
+        per-region summaries)."""
         started = time.perf_counter()
         plan, downsample, note = self.plan(slide, roi)
         self._set_cell_expansion(slide, downsample)
@@ -232,6 +244,8 @@ class Pipeline:
             if out is not None:
                 with GeoJSONWriter(out) as writer:
                     consume(stream, writer)
+                    if trailer is not None:
+                        writer.write_many(trailer())
             else:
                 consume(stream, None)
         finally:
