@@ -113,6 +113,19 @@ def test_region_and_chunks_of_at_most_1000(service: CellBridgeService, image, mo
     assert all(100 <= o.geometry.centroid.x < 400 and 100 <= o.geometry.centroid.y < 300 for c in chunks for o in c)
 
 
+def test_ihc_job_classifies_nuclei_by_dab(service: CellBridgeService, tmp_path: Path) -> None:
+    scene = build_scene(SynthConfig(width=512, height=512, tissue_fraction=1.0, seed=3, stain="ihc-dab"))
+    path = tmp_path / "ihc.png"
+    cv2.imwrite(str(path), cv2.cvtColor(render_region(scene, 0, 0, 512, 512), cv2.COLOR_RGB2BGR))
+    job = value(service.submit(request(path, options={"device": "cpu", "stain": "ihc-dab",
+                                                      "positivity": [0.2, 0.4, 0.6]})))
+    assert wait(service, job)["state"] == "done"
+    found = collect(service, job)
+    assert {o.class_name for o in found} == {"Negative", "1+", "2+", "3+"}
+    assert all("Nucleus: DAB OD mean" in o.measurements for o in found)
+    assert "'stain' must be 'he' or 'ihc-dab'" in error(service.submit(request(path, options={"stain": "pas"})))
+
+
 BAD_REQUESTS = [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "must be a JSON object"),

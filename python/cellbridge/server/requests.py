@@ -20,7 +20,8 @@ from cellbridge.io.slides import ArraySlide, Slide, open_slide
 
 PROTOCOL_VERSION = 1
 TASKS = ("nuclei", "detect")
-OPTION_NAMES = {"device", "batchSize", "tileSize", "overlap", "cellExpansion", "threshold", "tissue", "measure"}
+OPTION_NAMES = {"device", "batchSize", "tileSize", "overlap", "cellExpansion", "threshold", "tissue", "measure",
+                "stain", "stainVectors", "positivity"}
 
 
 class RequestError(CellBridgeError):
@@ -126,6 +127,11 @@ def _options(value: Any) -> dict[str, Any]:
     for name in ("cellExpansion", "threshold"):
         if name in options:
             _optional_number(options[name], f"options.{name}")
+    if options.get("stain", "he") not in ("he", "ihc-dab"):
+        raise RequestError(f"option 'stain' must be 'he' or 'ihc-dab', got {options['stain']!r}")
+    if "positivity" in options:
+        from cellbridge.ihc import parse_thresholds
+        options["positivity"] = parse_thresholds(options["positivity"])
     return options
 
 

@@ -229,6 +229,14 @@ class CellBridgeService:
             self._configure(pipeline, job.request)
             with job.request.open() as slide:
                 _check_region(job.request, slide.dimensions)
+                pipeline.options.stain_vectors = None
+                if job.request.options.get("stain") == "ihc-dab":
+                    from cellbridge.ihc import stains_for_slide
+                    job.message = "estimating stain vectors"
+                    stains, note = stains_for_slide(job.request.options.get("stainVectors", "estimate"), slide)
+                    pipeline.options.stain_vectors = stains
+                    pipeline.options.positivity = job.request.options.get("positivity", (0.2, 0.4, 0.6))
+                    log.info("job %s: %s", job.id, note)
 
                 def progress(done: int, total: int) -> None:
                     job.progress = done / max(total, 1)
