@@ -99,6 +99,20 @@ def test_path_job_runs_and_tile_job_gives_the_same_objects(service: CellBridgeSe
     assert a == b
 
 
+def test_tiles_of_a_small_region_of_a_huge_image_use_memory_for_the_region_only(service: CellBridgeService,
+                                                                                 image) -> None:
+    _, rgb = image
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    tile = {"x": 60000, "y": 30000, "width": 768, "height": 640, "downsample": 1.0,
+            "png": base64.b64encode(png.tobytes()).decode()}
+    job = value(service.submit(request(None, image={"width": 100000, "height": 80000, "pixelSize": 0.5},
+                                       tiles=[tile], region={"x": 60000, "y": 30000, "width": 768, "height": 640})))
+    assert wait(service, job)["state"] == "done"  # a whole-image canvas would need 24 GB
+    found = collect(service, job)
+    assert len(found) > 50
+    assert all(60000 <= o.geometry.centroid.x < 60768 and 30000 <= o.geometry.centroid.y < 30640 for o in found)
+
+
 def test_region_and_chunks_of_at_most_1000(service: CellBridgeService, image, monkeypatch) -> None:
     import cellbridge.server.service as module
 

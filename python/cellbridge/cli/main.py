@@ -25,8 +25,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellbridge.cli.train",
     "cellbridge.cli.evaluate",
     "cellbridge.cli.detect",
+    "cellbridge.cli.segment",
     "cellbridge.cli.models",
     "cellbridge.cli.serve",
+    "cellbridge.cli.batch",
 )
 
 EXIT_INPUT_ERROR = 2

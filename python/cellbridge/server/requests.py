@@ -7,6 +7,7 @@ import binascii
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -16,7 +17,7 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from cellbridge.errors import CellBridgeError
-from cellbridge.io.slides import ArraySlide, Slide, open_slide
+from cellbridge.io.slides import Slide, open_slide
 
 PROTOCOL_VERSION = 1
 TASKS = ("nuclei", "detect")
@@ -198,34 +199,59 @@ def _tiles(value: Any) -> list[TileImage]:
 
 
 def mosaic_slide(tiles: list[TileImage], size: tuple[int, int] | None, pixel_size: float | None) -> Slide:
-    """The tiles pasted into one image at their downsample (white where none was sent), as a Slide."""
+    """The tiles pasted into one canvas over their bounding box (white where none was sent), as a Slide of the
+    whole image: memory follows the pixels sent, not the image size."""
     assert size is not None
     d = tiles[0].downsample
     x0, y0 = min(t.x for t in tiles), min(t.y for t in tiles)
     x1, y1 = max(t.x + t.width for t in tiles), max(t.y + t.height for t in tiles)
     if x0 < 0 or y0 < 0 or x1 > size[0] + d or y1 > size[1] + d:
         raise RequestError(f"tiles reach outside the image ({size[0]}x{size[1]})")
-    canvas = np.full((math.ceil(size[1] / d), math.ceil(size[0] / d), 3), 255, np.uint8)
+    canvas = np.full((math.ceil((y1 - y0) / d), math.ceil((x1 - x0) / d), 3), 255, np.uint8)
     for t in tiles:
-        r, c = round(t.y / d), round(t.x / d)
+        r, c = round((t.y - y0) / d), round((t.x - x0) / d)
         part = t.rgb[:canvas.shape[0] - r, :canvas.shape[1] - c]
         canvas[r:r + part.shape[0], c:c + part.shape[1]] = part
-    mpp = None if pixel_size is None else pixel_size * d
-    slide = ArraySlide(canvas, mpp=mpp, path="<tiles from QuPath>")
-    return slide if d == 1 else ScaledSlide(slide, d, pixel_size)
+    return MosaicSlide(canvas, (round(x0 / d), round(y0 / d)), d, size, pixel_size)
 
 
-class ScaledSlide(Slide):
-    """A slide whose only pixels are at downsample `d`: level-0 coordinates map onto the stored image ÷ d."""
+class MosaicSlide(Slide):
+    """An image known only through a canvas of pixels at downsample `d` placed at `origin` (in pixels at d):
+    level 0 is the full image (nothing stored), level 1 the canvas's resolution; outside the canvas is white."""
 
-    def __init__(self, inner: ArraySlide, downsample: float, pixel_size: float | None) -> None:
-        w, h = inner.dimensions
-        super().__init__(inner.path, ((round(w * downsample), round(h * downsample)), (w, h)), (1.0, downsample),
-                         pixel_size, "tiles")
-        self._inner = inner
+    def __init__(self, canvas: np.ndarray, origin: tuple[int, int], downsample: float, size: tuple[int, int],
+                 pixel_size: float | None) -> None:
+        levels = ((size[0], size[1]), (math.ceil(size[0] / downsample), math.ceil(size[1] / downsample)))
+        super().__init__(Path("<tiles from QuPath>"), levels if downsample != 1 else levels[:1],
+                         (1.0, downsample) if downsample != 1 else (1.0,), pixel_size, "tiles")
+        self._canvas, self._origin = canvas, origin
 
     def best_level(self, downsample: float) -> int:
-        return 1
+        return self.level_count - 1  # the only stored pixels
+
+    def read_region(self, x: float, y: float, w: float, h: float, downsample: float = 1.0,
+                    fill: int = 255) -> np.ndarray:
+        """Like Slide.read_region, but only the part that meets the canvas is read and resampled (a thumbnail
+        of a huge image with a small canvas stays small)."""
+        d = self.level_downsamples[-1]
+        cx0, cy0 = self._origin[0] * d, self._origin[1] * d
+        cx1, cy1 = cx0 + self._canvas.shape[1] * d, cy0 + self._canvas.shape[0] * d
+        ix0, iy0, ix1, iy1 = max(x, cx0), max(y, cy0), min(x + w, cx1), min(y + h, cy1)
+        if ix0 <= x and iy0 <= y and ix1 >= x + w and iy1 >= y + h:
+            return super().read_region(x, y, w, h, downsample, fill)
+        out = np.full((max(1, round(h / downsample)), max(1, round(w / downsample)), 3), fill, np.uint8)
+        if ix1 - ix0 >= downsample and iy1 - iy0 >= downsample:
+            part = super().read_region(ix0, iy0, ix1 - ix0, iy1 - iy0, downsample, fill)
+            r, c = round((iy0 - y) / downsample), round((ix0 - x) / downsample)
+            part = part[:out.shape[0] - r, :out.shape[1] - c]
+            out[r:r + part.shape[0], c:c + part.shape[1]] = part
+        return out
 
     def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        return self._inner._read_level(0, x, y, w, h)
+        out = np.full((h, w, 3), 255, np.uint8)
+        cx, cy = x - self._origin[0], y - self._origin[1]
+        ch, cw = self._canvas.shape[:2]
+        sx0, sy0, sx1, sy1 = max(cx, 0), max(cy, 0), min(cx + w, cw), min(cy + h, ch)
+        if sx1 > sx0 and sy1 > sy0:
+            out[sy0 - cy:sy1 - cy, sx0 - cx:sx1 - cx] = self._canvas[sy0:sy1, sx0:sx1]
+        return out

@@ -253,14 +253,14 @@ public final class CellBridge {
     // ----------------------------------------------------------------------------------------- static helpers
 
     /**
-     * The parents a run uses when none are given: the selected annotations, else the whole image (the root).
+     * The parents a run uses when none are given: the selected area annotations, else the whole image (the root).
      * @param imageData the image
      * @return the parents
      */
     public static List<PathObject> defaultParents(ImageData<?> imageData) {
         PathObjectHierarchy hierarchy = imageData.getHierarchy();
         List<PathObject> selected = hierarchy.getSelectionModel().getSelectedObjects().stream()
-                .filter(PathObject::isAnnotation).filter(PathObject::hasROI).toList();
+                .filter(PathObject::isAnnotation).filter(p -> p.hasROI() && p.getROI().isArea()).toList();
         return selected.isEmpty() ? List.of(hierarchy.getRootObject()) : selected;
     }
 

@@ -32,8 +32,10 @@ public final class CellBridgeServer {
 
     private static final List<Runnable> listeners = new CopyOnWriteArrayList<>();
     private static ServerProcess server;
-    private static String status = "stopped";
     private static boolean hookInstalled;
+    // read without the lock (by the FX thread), so that the UI never waits for a server that is starting
+    private static volatile String status = "stopped";
+    private static volatile boolean running;
 
     private CellBridgeServer() {
     }
@@ -65,8 +67,14 @@ public final class CellBridgeServer {
     public static synchronized CellBridgeClient client() {
         if (server == null) {
             start();
-        } else if (server.ensureRunning()) {
-            setStatus(describe(server));
+        } else {
+            try {
+                if (server.ensureRunning())
+                    setStatus(describe(server), true);
+            } catch (CellBridgeException e) {
+                setStatus("not running: " + e.getMessage(), false);
+                throw e;
+            }
         }
         return server.client();
     }
@@ -81,18 +89,18 @@ public final class CellBridgeServer {
         if (server != null)
             stop();
         PythonEnvironment python = python();
-        setStatus("starting (" + python.executable() + ")");
+        setStatus("starting (" + python.executable() + ")", false);
         try {
             python.check();
             String device = CellBridgePreferences.deviceProperty().get();
             server = ServerProcess.start(python, ServerProcess.Settings.defaults()
                     .withDevice(device == null || device.isBlank() ? null : device.strip()));
         } catch (CellBridgeException e) {
-            setStatus("not running: " + e.getMessage());
+            setStatus("not running: " + e.getMessage(), false);
             throw e;
         }
         installShutdownHook();
-        setStatus(describe(server));
+        setStatus(describe(server), true);
     }
 
     /** Stop the server (its running jobs are cancelled). */
@@ -102,7 +110,7 @@ public final class CellBridgeServer {
         ServerProcess s = server;
         server = null;
         s.stop();
-        setStatus("stopped");
+        setStatus("stopped", false);
         logger.info("CellBridge server stopped");
     }
 
@@ -112,15 +120,19 @@ public final class CellBridgeServer {
         start();
     }
 
-    /** @return true while the server process runs */
-    public static synchronized boolean isRunning() {
-        return server != null && server.isAlive();
+    /**
+     * @return true when the server was started and not stopped (never blocks; a server whose process died is
+     *         noticed, and restarted, by the next {@link #client()})
+     */
+    public static boolean isRunning() {
+        return running;
     }
 
-    /** @return what the server is doing, e.g. "running: cellbridge 0.1.0 on 127.0.0.1:41234 (pid 1234)" */
-    public static synchronized String status() {
-        if (server != null && !server.isAlive())
-            return "stopped (the server process exited; it restarts on the next command)";
+    /**
+     * @return what the server is doing, e.g. "running: cellbridge 0.1.0 on 127.0.0.1:41234 (pid 1234)" (never
+     *         blocks, so the FX thread may call it)
+     */
+    public static String status() {
         return status;
     }
 
@@ -163,8 +175,9 @@ public final class CellBridgeServer {
         return "running: cellbridge " + ready.version() + " on 127.0.0.1:" + ready.port() + " (pid " + ready.pid() + ")";
     }
 
-    private static void setStatus(String text) {
+    private static void setStatus(String text, boolean isRunning) {
         status = text;
+        running = isRunning;
         for (Runnable listener : listeners) {
             try {
                 listener.run();

@@ -82,7 +82,7 @@ final class RequestPlanner {
         }
 
         if (!server.isRGB())
-            throw new CellBridgeException(server.getMetadata().getName() + " is not an 8-bit RGB image; CellBridge "
+            throw new CellBridgeException(imageName(server) + " is not an 8-bit RGB image; CellBridge "
                     + "models need brightfield RGB pixels");
         double downsample = TileGrid.readDownsample(model == null ? null : model.mpp(), pixelSize);
         TileGrid.checkSize(region, downsample);
@@ -97,7 +97,7 @@ final class RequestPlanner {
             try {
                 image = server.readRegion(request);
             } catch (IOException e) {
-                throw new CellBridgeException("cannot read " + request + " of " + server.getMetadata().getName()
+                throw new CellBridgeException("cannot read " + request + " of " + imageName(server)
                         + ": " + e.getMessage(), e);
             }
             tiles.add(TileImage.of(tile.x() - region.x(), tile.y() - region.y(), tile.width(), tile.height(),
@@ -107,6 +107,15 @@ final class RequestPlanner {
         if (geometry != null)
             builder.roi(TileGrid.shift(geometry, -region.x(), -region.y()));
         return new PlannedJob(builder.build(), plane, region.x(), region.y());
+    }
+
+    /**
+     * @param server an image server
+     * @return its name for messages
+     */
+    static String imageName(ImageServer<?> server) {
+        String name = server.getMetadata().getName();
+        return name == null || name.isBlank() ? server.getPath() : name;
     }
 
     /**

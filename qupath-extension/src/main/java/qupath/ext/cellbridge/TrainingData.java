@@ -81,7 +81,7 @@ public final class TrainingData {
     public static Path exportCoco(ImageData<BufferedImage> imageData, Path outDir, Consumer<String> lines,
                                   BooleanSupplier cancelled) {
         Path file = RequestPlanner.pythonReadableFile(imageData.getServer(), ImagePlane.getDefaultPlane())
-                .orElseThrow(() -> new CellBridgeException(imageData.getServer().getMetadata().getName()
+                .orElseThrow(() -> new CellBridgeException(RequestPlanner.imageName(imageData.getServer())
                         + " is not a local file the Python side reads (" + String.join(" ",
                         ImageFiles.PYTHON_SUFFIXES.stream().sorted().toList()) + "); training tiles need one"));
         return exportCoco(file, imageData.getHierarchy(), outDir, lines, cancelled);

@@ -1,0 +1,101 @@
+"""The batch summary table: one CSV row per image with its object counts per class, rewritten atomically.
+
+Columns: `project, image, image_id, status, objects, model, signature, seconds, error`, then one column per class
+name (sorted; empty where an image has none of that class). `status` is `done` (run now), `skipped` (already done
+with the same model and parameters) or `failed` (`error` says why). The QuPath Groovy scripts write the same
+columns (`qupath.ext.cellbridge.bridge.CountsTable`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cellbridge.io.atomic import atomic_write
+
+FIXED_COLUMNS = ("project", "image", "image_id", "status", "objects", "model", "signature", "seconds", "error")
+STATUSES = ("done", "skipped", "failed")
+
+
+@dataclass
+class CountsRow:
+    """One image's outcome."""
+
+    project: str
+    image: str
+    image_id: str
+    status: str
+    model: str = ""
+    signature: str = ""
+    seconds: float | None = None
+    error: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def objects(self) -> int:
+        """All objects of the image."""
+        return sum(self.counts.values())
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(project, image_id): unique per image."""
+        return self.project, self.image_id
+
+
+class CountsTable:
+    """Rows keyed by (project, image id), in first-seen order; `write` replaces the file atomically."""
+
+    def __init__(self, rows: Iterable[CountsRow] = ()) -> None:
+        self._rows: dict[tuple[str, str], CountsRow] = {}
+        for row in rows:
+            self.put(row)
+
+    def put(self, row: CountsRow) -> None:
+        """Add or replace the row of `row.key`."""
+        self._rows[row.key] = row
+
+    def get(self, project: str, image_id: str) -> CountsRow | None:
+        """The row of an image, or None."""
+        return self._rows.get((project, image_id))
+
+    @property
+    def rows(self) -> list[CountsRow]:
+        """All rows, in first-seen order."""
+        return list(self._rows.values())
+
+    @property
+    def classes(self) -> list[str]:
+        """Every class name of any row, sorted."""
+        return sorted({name for row in self._rows.values() for name in row.counts})
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write the CSV: to a temporary file, then rename (readers never see half a table)."""
+        classes = self.classes
+        with atomic_write(path) as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow([*FIXED_COLUMNS, *classes])
+            for row in self._rows.values():
+                writer.writerow([row.project, row.image, row.image_id, row.status,
+                                 row.objects if row.status != "failed" else "", row.model, row.signature,
+                                 "" if row.seconds is None else f"{row.seconds:.2f}", row.error,
+                                 *[row.counts.get(name, "") for name in classes]])
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> CountsTable:
+        """Read a table written by `write` (or by the QuPath scripts); a missing file gives an empty table."""
+        path = Path(path)
+        if not path.is_file():
+            return cls()
+        rows = []
+        with path.open(newline="", encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                classes = {k: int(v) for k, v in record.items()
+                           if k not in FIXED_COLUMNS and k is not None and v not in (None, "")}
+                seconds = record.get("seconds") or ""
+                rows.append(CountsRow(record.get("project", ""), record.get("image", ""), record.get("image_id", ""),
+                                      record.get("status", ""), record.get("model", ""), record.get("signature", ""),
+                                      float(seconds) if seconds else None, record.get("error", ""), classes))
+        return cls(rows)

@@ -1,0 +1,106 @@
+"""`cellbridge batch`: run a model over every image of QuPath projects, without QuPath (resumable);
+`cellbridge classify`: classify the detections of a QuPath GeoJSON file (for QuPath's Classify detections)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "nuclei-he"
+EXIT_SOME_FAILED = 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `batch` and `classify` parsers."""
+    parser = subparsers.add_parser(
+        "batch", help="run a model over every image of QuPath projects (GeoJSON per image + counts CSV)",
+        description="Read QuPath projects (project.qpproj; with paquo when it finds a QuPath installation, else "
+                    "the JSON directly), run the model over every image file they list, and write one QuPath "
+                    "GeoJSON per image (File > Import objects in QuPath) and counts.csv with the objects per "
+                    "class per image. Resumable: images already done with the same model and parameters are "
+                    "skipped. A failing image is reported and the batch goes on; the exit code is 1 when any "
+                    "image failed.")
+    parser.add_argument("projects", nargs="+", metavar="PROJECT",
+                        help="project.qpproj files or the project folders holding them")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or name (default {DEFAULT_MODEL}; "
+                        "see `cellbridge models`)")
+    parser.add_argument("--out-dir", required=True, help="output folder: counts.csv and <project>/<id>-<image>.geojson")
+    parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--tile", type=int, help="tile size in model pixels (default: the model's)")
+    parser.add_argument("--overlap", type=int, help="tile overlap in model pixels (default: the model's)")
+    parser.add_argument("--cell-expansion", type=float, default=0.0,
+                        help="grow cells this many µm around nuclei (nuclei models; default 0: nuclei only)")
+    parser.add_argument("--threshold", type=float, help="score threshold (detector) / peak threshold (nuclei)")
+    parser.add_argument("--pixel-size", type=float, help="µm per pixel for images whose files do not say")
+    parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="resume", action="store_true", default=True,
+                        help="skip images already done with the same model and parameters (default)")
+    resume.add_argument("--no-resume", dest="resume", action="store_false", help="run every image again")
+    parser.add_argument("--reader", choices=["auto", "json", "paquo"], default="auto",
+                        help="how to read projects: paquo when it finds QuPath (auto, default), or the JSON")
+    parser.add_argument("--csv", default="counts.csv", help="name of the counts table in --out-dir "
+                        "(default counts.csv)")
+    parser.set_defaults(func=run)
+
+    classify = subparsers.add_parser(
+        "classify", help="classify the detections of a QuPath GeoJSON file with a saved classifier",
+        description="Read the detections and cells of a QuPath GeoJSON file, classify them with a classifier JSON "
+                    "(reference colours, or a trained measurement classifier) and write them, with their class and "
+                    "'Class probability: <class>' measurements, to a new GeoJSON file (ids kept). QuPath's "
+                    "Extensions > CellBridge > Classify detections runs this.")
+    classify.add_argument("objects", help="QuPath GeoJSON with detections or cells (with their measurements)")
+    classify.add_argument("--classifier", required=True, help="classifier JSON file")
+    classify.add_argument("--out", required=True, help="output QuPath GeoJSON")
+    classify.set_defaults(func=run_classify)
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    """Classify the objects of one file; print the counts per class as JSON."""
+    from cellbridge.batch.classify import classify_file
+
+    counts = classify_file(args.objects, args.classifier, args.out)
+    print(json.dumps({"output": args.out, "objects": sum(counts.values()), "classes": counts}, indent=2))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the batch, print a JSON summary; exit 1 when any image failed."""
+    from cellbridge.batch.runner import BatchOptions, run_batch
+
+    options = BatchOptions(model=args.model, out_dir=Path(args.out_dir), device=args.device,
+                           batch_size=args.batch_size, tile_size=args.tile, overlap=args.overlap,
+                           cell_expansion=args.cell_expansion, threshold=args.threshold, tissue=not args.no_tissue,
+                           pixel_size=args.pixel_size, resume=args.resume, reader=args.reader, progress=True,
+                           csv_name=args.csv)
+    summary = run_batch(args.projects, options)
+    for failure in summary.failures:
+        where = f"{failure.project}: {failure.image} (id {failure.image_id})" if failure.image else failure.project
+        print(f"cellbridge batch: {where}: {failure.error}", file=sys.stderr)
+    print(json.dumps(summary.to_json(), indent=2))
+    return EXIT_SOME_FAILED if summary.failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run these commands before they are registered: `python -m cellbridge.cli.batch batch|classify ...`."""
+    from cellbridge.cli.main import EXIT_INPUT_ERROR
+    from cellbridge.errors import CellBridgeError
+
+    parser = argparse.ArgumentParser(prog="cellbridge")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_INPUT_ERROR
+    try:
+        return args.func(args)
+    except (CellBridgeError, FileNotFoundError, PermissionError) as error:
+        print(f"cellbridge batch: error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
