@@ -5,6 +5,7 @@
 #
 #   qupath-extension/build-local.sh                       # compile, then run all tests
 #   qupath-extension/build-local.sh --exclude-tag e2e     # extra arguments go to the JUnit console launcher
+#   qupath-extension/build-local.sh --compile-only        # compile main + test classes, run nothing
 #
 # Environment:
 #   PY4J_JAR           the py4j jar (default: .venv/share/py4j/py4j*.jar, or next to $CELLBRIDGE_PYTHON's venv)
@@ -66,6 +67,10 @@ find "$HERE/src/test/java/qupath/ext/cellbridge/bridge" -name '*.java' > "$OUT/t
 echo "build-local.sh: compiling $(wc -l < "$OUT/main-sources.txt") main and $(wc -l < "$OUT/test-sources.txt") test sources (py4j: $PY4J_JAR)"
 javac --release 17 -encoding UTF-8 -Xlint:all,-serial -Werror -d "$OUT/main" -cp "$MAIN_CP" @"$OUT/main-sources.txt"
 javac --release 17 -encoding UTF-8 -Xlint:all,-serial -Werror -d "$OUT/test" -cp "$OUT/main:$MAIN_CP:$CONSOLE" @"$OUT/test-sources.txt"
+
+if [ "${1:-}" = "--compile-only" ]; then
+    exit 0
+fi
 
 # JUnit's exit code: 0 all passed, 1 a test failed, 2 no tests found
 java -Dcellbridge.repo="$ROOT" \
