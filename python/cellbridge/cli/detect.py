@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from cellbridge.cli.options import parse_pixel_size
+
 DEFAULT_NUCLEI_MODEL = "nuclei-he"
 
 
@@ -20,7 +22,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         "out-of-memory (default 4)")
     parser.add_argument("--tile", type=int, help="tile size in model pixels (default: the model's)")
     parser.add_argument("--overlap", type=int, help="tile overlap in model pixels (default: the model's)")
-    parser.add_argument("--pixel-size", type=float, help="µm per pixel of the input when the file does not say")
+    parser.add_argument("--pixel-size", type=parse_pixel_size, help="µm per pixel of the input when the file does "
+                        "not say, or 'estimate' (from a first classical pass over the nuclei)")
     parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue")
     parser.add_argument("--overlay", help="also write a PNG of the objects over a downsampled view (with "
                         "--out-dir: a folder for <stem>.png)")
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "nuclei" and args.foreground:
         engine["foreground"] = args.foreground
     options = RunOptions(device=args.device, batch_size=args.batch_size, tile_size=args.tile, overlap=args.overlap,
-                         tissue=not args.no_tissue, pixel_size=args.pixel_size, engine=engine, progress=True,
+                         tissue=not args.no_tissue, pixel_size=_number(args.pixel_size),
+                         estimate_scale=args.pixel_size == "estimate", engine=engine, progress=True,
                          cell_expansion=getattr(args, "cell_expansion", 0.0), classifier=args.classifier)
     pipeline = Pipeline(args.model, options)
     if args.task == "nuclei" and pipeline.package.spec.task != "nuclei":
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     roi = load_roi(args.roi) if args.roi else None
     ihc = IhcRun(args, pipeline) if getattr(args, "stain", "he") == "ihc-dab" else None
     for source, out, overlay in _outputs(args):
-        with open_slide(source, mpp=args.pixel_size) as slide:
+        with open_slide(source, mpp=_number(args.pixel_size)) as slide:
             if ihc is None:
                 result = pipeline.run(slide, out, roi, overlay=overlay)
                 extra = {}
@@ -153,7 +157,7 @@ class IhcRun:
         if self.thresholds is not None:
             self.pipeline.options.stain_vectors = stains
         summary = SlideSummary(slide.path.name, [_copy(r) for r in self.regions], image_size=slide.dimensions,
-                               whole_image=roi, mpp=slide.mpp or self.args.pixel_size,
+                               whole_image=roi, mpp=slide.mpp or _number(self.args.pixel_size),
                                graded=self.thresholds is not None and len(self.thresholds) == 3,
                                extra={"Stain vectors": stains.to_qupath(),
                                       "Thresholds": self.args.positivity})
@@ -178,6 +182,10 @@ class IhcRun:
         if self.args.summary:
             from cellbridge.ihc import write_summary_csv
             write_summary_csv(self.rows, self.args.summary)
+
+
+def _number(pixel_size: float | str | None) -> float | None:
+    return pixel_size if isinstance(pixel_size, float) else None
 
 
 def _copy(annotation):

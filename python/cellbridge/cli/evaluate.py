@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from cellbridge.cli.options import parse_pixel_size
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the command's parser."""
@@ -20,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", help="detect on VOC: the split to score (default test)")
     parser.add_argument("--only", help="nuclei: comma-separated image ids to score")
     parser.add_argument("--modality", help="nuclei: only images whose manifest modality contains this text")
-    parser.add_argument("--pixel-size", type=float, help="µm per pixel of the images (default: the model's own)")
+    parser.add_argument("--pixel-size", type=parse_pixel_size, help="µm per pixel of the images (default: the "
+                        "model's own), or 'estimate' per image from its nuclei")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--json", dest="json_out", help="also write the full result (per image too) here")
     parser.set_defaults(func=run)
@@ -41,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
         only = [s.strip() for s in args.only.split(",")] if args.only else None
         images = read_label_folder(args.data, only=only, modality=args.modality)
-        pipeline = Pipeline(args.model, RunOptions(device=args.device, tissue=False, measure=False,
-                                                   pixel_size=args.pixel_size))
-        result = evaluate_nuclei(pipeline, images, pixel_size=args.pixel_size)
+        size = args.pixel_size if isinstance(args.pixel_size, float) else None
+        pipeline = Pipeline(args.model, RunOptions(device=args.device, tissue=False, measure=False, pixel_size=size,
+                                                   estimate_scale=args.pixel_size == "estimate"))
+        result = evaluate_nuclei(pipeline, images, pixel_size=size)
         shown = result["overall"]
     if args.json_out:
         with atomic_write(args.json_out) as handle:

@@ -23,13 +23,40 @@ def _detector() -> tuple[Callable[[ModelSpec], torch.nn.Module], type]:
     return build_detector, DetectorEngine
 
 
+def _classical() -> tuple[Callable[[ModelSpec], torch.nn.Module], type]:
+    from cellbridge.engines.classical import ClassicalEngine, build_classical
+    return build_classical, ClassicalEngine
+
+
+def _semantic() -> tuple[Callable[[ModelSpec], torch.nn.Module], type]:
+    from cellbridge.engines.semantic import SemanticEngine, build_semantic_unet
+    return build_semantic_unet, SemanticEngine
+
+
+def _distance() -> tuple[Callable[[ModelSpec], torch.nn.Module], type]:
+    from cellbridge.engines.instance import DistanceEngine, build_distance_unet
+    return build_distance_unet, DistanceEngine
+
+
+def _mask_rcnn() -> tuple[Callable[[ModelSpec], torch.nn.Module], type]:
+    from cellbridge.engines.instance import MaskRCNNEngine, build_mask_rcnn
+    return build_mask_rcnn, MaskRCNNEngine
+
+
 # name → loader returning (module builder, engine class); loaders import lazily to keep start-up fast
 ARCHITECTURES: dict[str, Callable[[], tuple[Callable[[ModelSpec], torch.nn.Module], type]]] = {
     "unet-nuclei": _nuclei,
+    "classical": _classical,
     "fasterrcnn_resnet50_fpn": _detector,
     "fasterrcnn_mobilenet_v3_large_fpn": _detector,
     "fasterrcnn_small": _detector,
     "fasterrcnn_tiny": _detector,
+    "unet-semantic": _semantic,
+    "unet-distance": _distance,
+    "maskrcnn_resnet50_fpn": _mask_rcnn,
+    "maskrcnn_mobilenet_v3_large_fpn": _mask_rcnn,
+    "maskrcnn_small": _mask_rcnn,
+    "maskrcnn_tiny": _mask_rcnn,
 }
 
 

@@ -53,6 +53,7 @@ class RunOptions:
     postprocess_workers: int = 2
     tissue: bool = True
     pixel_size: float | None = None          # µm/px of the input when the slide does not say
+    estimate_scale: bool = False             # neither known: estimate µm/px from the nuclei (pipeline.scale)
     cell_expansion: float = 0.0              # µm (px when the pixel size is unknown); nuclei engines only
     engine: dict[str, Any] = field(default_factory=dict)   # engine options (thresholds, cell expansion…)
     measure: bool = True
@@ -85,10 +86,21 @@ class RunResult:
                 "output": None if self.output is None else str(self.output), "scale": self.scale_note}
 
 
-def model_downsample(slide: Slide, package: ModelPackage, pixel_size: float | None) -> tuple[float, str]:
-    """The downsample that brings the slide to the model's pixel size, and a note saying how it was chosen."""
+def model_downsample(slide: Slide, package: ModelPackage, pixel_size: float | None,
+                     estimate: bool = False) -> tuple[float, str]:
+    """The downsample that brings the slide to the model's pixel size, and a note saying how it was chosen
+    (`estimate`: when neither the slide nor the caller gives the pixel size, guess it from the nuclei)."""
     spec = package.spec
     slide_mpp = slide.mpp or pixel_size
+    if spec.mpp and not slide_mpp and estimate:
+        from cellbridge.pipeline.scale import estimate_pixel_size
+
+        width, height = slide.dimensions
+        side_x, side_y = min(width, 2048), min(height, 2048)  # the centre of the image, at full resolution
+        x0, y0 = (width - side_x) // 2, (height - side_y) // 2
+        estimated, note = estimate_pixel_size(slide.read_region(x0, y0, side_x, side_y, 1.0))
+        if estimated is not None:
+            return spec.mpp / estimated, f"{note} → model {spec.mpp:.4g} µm/px"
     if spec.mpp and slide_mpp:
         return spec.mpp / slide_mpp, f"slide {slide_mpp:.4g} µm/px → model {spec.mpp:.4g} µm/px"
     if spec.mpp and not slide_mpp:
@@ -113,7 +125,8 @@ class Pipeline:
     def plan(self, slide: Slide, roi: BaseGeometry | None = None) -> tuple[TilePlan, float, str]:
         """Tiles over ROI ∩ tissue at the model's scale."""
         spec = self.package.spec
-        downsample, note = model_downsample(slide, self.package, self.options.pixel_size)
+        downsample, note = model_downsample(slide, self.package, self.options.pixel_size,
+                                            self.options.estimate_scale)
         tile_size = self.options.tile_size or spec.tile_size
         overlap = spec.overlap if self.options.overlap is None else self.options.overlap
         if overlap <= self.engine.object_size:
@@ -146,11 +159,13 @@ class Pipeline:
 
     def _run_plan(self, slide: Slide, plan: TilePlan, roi: BaseGeometry | None, cancelled: Callable[[], bool],
                   on_progress: Callable[[int, int], None] | None) -> Iterator[PathObject]:
-        merger = SeamMerger(plan, roi=roi)
+        mpp = slide.mpp or self.options.pixel_size
+        # region engines (semantic) blend neighbouring tiles in a merger of their own; the rest merge objects
+        make_merger = getattr(self.engine, "make_merger", None)
+        merger = make_merger(plan, roi, mpp) if make_merger is not None else SeamMerger(plan, roi=roi)
         tiles = list(plan)
         batch = max(1, self.batcher.batch_size)
         preprocessing = self.package.spec.preprocessing
-        mpp = slide.mpp or self.options.pixel_size
 
         def read(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray]:
             rgb = slide.read_region(tile.x, tile.y, tile.extent, tile.extent, tile.downsample)
@@ -158,7 +173,7 @@ class Pipeline:
 
         def post(raw: Any, rgb: np.ndarray, tile: Tile) -> tuple[Tile, list[PathObject]]:
             objects = self.engine.postprocess(raw, rgb, tile)
-            if self.options.measure and objects:
+            if make_merger is None and self.options.measure and objects:  # regions are measured by their merger
                 measure_objects(objects, rgb, (tile.x, tile.y), tile.downsample, mpp, self.engine.compartment)
                 if self.classifier is not None:
                     apply_classifier(objects, self.classifier)

@@ -1,7 +1,8 @@
 """Training the nuclei U-Net (seed 002): Gaussian centre heatmaps, foreground and class maps from polygons.
 
-Data: a COCO JSON as written by `cellbridge export-coco` (polygons in `segmentation`; an image's
-`training_area` limits where the loss looks, so unannotated pixels are never taught as background).
+Data: COCO JSONs as written by `cellbridge export-coco` (polygons in `segmentation`; an image's
+`training_area` limits where the loss looks, so unannotated pixels are never taught as background) and/or
+DSB-2018-style folders (images/, labels/ instance PNGs, manifest.csv modality; see `cellbridge.datasets.dsb`).
 """
 
 from __future__ import annotations
@@ -28,20 +29,34 @@ from cellbridge.models.package import ModelSpec
 IGNORE = -100
 
 
-def nuclei_augmentation(crop: int | None, seed: int) -> A.Compose:
-    """Random crop, flips, rot90, mild scale, H&E stain / colour jitter, blur and noise (seed 002 + stain).
+STAIN_JITTER = ("mild", "strong")
 
-    Albumentations keeps its own random generator: `seed` makes a run reproducible (and resumable).
+
+def nuclei_augmentation(crop: int | None, seed: int, scale: tuple[float, float] = (0.8, 1.25),
+                        stain: str = "mild") -> A.Compose:
+    """Random rescale (factor in `scale`), crop, flips, rot90, H&E stain / colour jitter, blur and noise.
+
+    `stain`: "mild" (seed 002 + stain) or "strong" (labs, scanners and hematoxylin-only stains: wider HED
+    intensities, larger hue / saturation shifts, sometimes gray). Albumentations keeps its own random
+    generator: `seed` makes a run reproducible (and resumable).
     """
+    if stain not in STAIN_JITTER:
+        raise ValueError(f"stain jitter must be one of {', '.join(STAIN_JITTER)}, got {stain!r}")
+    low, high = scale
+    if not 0 < low <= high:
+        raise ValueError(f"scale range must satisfy 0 < low <= high, got {scale}")
+    strong = stain == "strong"
     geometric = [A.PadIfNeeded(crop, crop, border_mode=cv2.BORDER_REFLECT_101), A.RandomCrop(crop, crop)] if crop else []
     return A.Compose([
-        A.RandomScale(scale_limit=(-0.2, 0.25), p=0.5),
+        A.RandomScale(scale_limit=(low - 1.0, high - 1.0), p=0.8 if strong else 0.5),
         *geometric,
         A.HorizontalFlip(), A.VerticalFlip(), A.RandomRotate90(),
-        A.HEStain(method="random_preset", intensity_scale_range=(0.75, 1.25), intensity_shift_range=(-0.1, 0.1),
-                  p=0.5),
-        A.HueSaturationValue(hue_shift_limit=12, sat_shift_limit=25, val_shift_limit=15, p=0.6),
-        A.RandomBrightnessContrast(0.15, 0.2, p=0.5),
+        A.HEStain(method="random_preset", intensity_scale_range=(0.5, 1.5) if strong else (0.75, 1.25),
+                  intensity_shift_range=(-0.25, 0.25) if strong else (-0.1, 0.1), p=0.8 if strong else 0.5),
+        A.HueSaturationValue(hue_shift_limit=25 if strong else 12, sat_shift_limit=40 if strong else 25,
+                             val_shift_limit=25 if strong else 15, p=0.8 if strong else 0.6),
+        A.RandomBrightnessContrast(0.25 if strong else 0.15, 0.3 if strong else 0.2, p=0.5),
+        *([A.ToGray(p=0.1), A.RandomGamma((70, 150), p=0.3)] if strong else []),
         A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.01, 0.05))], p=0.4),
     ], seed=seed)
 
@@ -102,12 +117,13 @@ class NucleiDataset(torch.utils.data.Dataset):
     """Images + targets, augmented consistently (targets move with the image)."""
 
     def __init__(self, dataset: Dataset, images: list[ImageRecord], preprocessing: dict[str, Any], sigma: float,
-                 augment: bool, crop: int | None) -> None:
+                 augment: bool, crop: int | None, scale: tuple[float, float] = (0.8, 1.25),
+                 stain: str = "mild") -> None:
         self.dataset, self.images, self.preprocessing = dataset, images, preprocessing
         self.class_index = {name: i for i, name in enumerate(dataset.classes)}
         self.sigma = sigma
         seed = int(torch.randint(0, 2 ** 31 - 1, ()).item())  # from the loop's per-epoch torch seed
-        self.transform = nuclei_augmentation(crop, seed) if augment else None
+        self.transform = nuclei_augmentation(crop, seed, scale, stain) if augment else None
         self.crop = crop
 
     def __len__(self) -> int:
@@ -177,6 +193,10 @@ class NucleiTask:
     augment: bool = True
     mpp: float | None = None
     data_summary: dict[str, Any] = field(default_factory=dict)
+    scale: tuple[float, float] = (0.8, 1.25)   # augmentation rescale range
+    stain: str = "mild"                        # augmentation stain jitter: mild or strong
+    init: str | None = None                    # model package whose matching weights start the training
+    postprocessing: dict[str, Any] = field(default_factory=dict)  # model.json postprocessing overrides
 
     @property
     def in_channels(self) -> int:
@@ -188,16 +208,21 @@ class NucleiTask:
         return ModelSpec(name=self.name, task="nuclei", architecture="unet-nuclei", in_channels=self.in_channels,
                          classes=classes, params=dict(self.params), preprocessing=dict(self.preprocessing),
                          mpp=self.mpp, tile_size=512, overlap=64,
-                         postprocessing={"peak_threshold": 0.3, "min_distance": 3, "fg_threshold": 0.5},
+                         postprocessing={"peak_threshold": 0.3, "min_distance": 3, "fg_threshold": 0.5,
+                                         **self.postprocessing},
                          training={"task": "keypoints", "data": self.data_summary, "sigma": self.sigma,
-                                   "metrics": metrics or {}})
+                                   "augmentation": {"scale": list(self.scale), "stain": self.stain},
+                                   **({"init": self.init} if self.init else {}), "metrics": metrics or {}})
 
     def build_module(self) -> torch.nn.Module:
-        return build_nuclei_unet(self._spec())
+        module = build_nuclei_unet(self._spec())
+        if self.init:
+            _load_matching(module, self.init)
+        return module
 
     def train_loader(self) -> DataLoader:
         data = NucleiDataset(self.dataset, self.train_images, self.preprocessing, self.sigma, self.augment,
-                             self.crop)
+                             self.crop, self.scale, self.stain)
         return DataLoader(data, batch_size=self.batch_size, shuffle=True, num_workers=self.workers,
                           drop_last=len(data) > self.batch_size, persistent_workers=False,
                           worker_init_fn=_reseed_worker)
@@ -264,18 +289,54 @@ def _instance_labels(record: ImageRecord) -> np.ndarray:
     return labels
 
 
+def _load_matching(module: torch.nn.Module, model: str) -> None:
+    """Copy into `module` the weights of package `model` whose names and shapes match (e.g. all but the head
+    when the class count differs): a warm start from another nuclei model."""
+    from cellbridge.models.package import load_model
+
+    source = load_model(model).module.state_dict()
+    target = module.state_dict()
+    matching = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not matching:
+        raise DatasetError(f"--init {model}: no weights match this model's architecture")
+    module.load_state_dict(matching, strict=False)
+
+
 def _default_color(name: str) -> tuple[int, int, int]:
     from cellbridge.objects import class_color
     return class_color(name)
 
 
+def read_nuclei_data(paths: list[Path], modality: str | None = None) -> list[Dataset]:
+    """Each source as a Dataset: a COCO JSON (`cellbridge export-coco`) or a DSB-style folder (images/, labels/;
+    `modality` keeps the folder's images whose manifest modality contains it)."""
+    from cellbridge.datasets.dsb import is_dsb_folder, read_dsb_folder
+
+    return [read_dsb_folder(p, modality=modality) if is_dsb_folder(p) else read_coco(p) for p in paths]
+
+
+def merge_classes(dataset: Dataset, name: str) -> Dataset:
+    """The same images with every annotation relabelled `name` (a single-class model from multi-class data)."""
+    from dataclasses import replace
+
+    images = [replace(im, annotations=[replace(a, label=name) for a in im.annotations]) for im in dataset.images]
+    color = (dataset.colors or {}).get(name)
+    return Dataset(images, [name], {name: color} if color else {})
+
+
 def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, preprocessing: str = "rgb",
                 params: dict | None = None, batch_size: int = 8, crop: int | None = 256, sigma: float = 2.0,
                 seed: int = 0, workers: int = 0, augment: bool = True, name: str | None = None,
-                mpp: float | None = None) -> NucleiTask:
-    """A nuclei training task from one or more COCO exports; images split into train/val by a seeded shuffle."""
+                mpp: float | None = None, modality: str | None = None, single_class: str | None = None,
+                scale: tuple[float, float] = (0.8, 1.25), stain: str = "mild", init: str | None = None,
+                postprocessing: dict[str, Any] | None = None) -> NucleiTask:
+    """A nuclei training task from COCO exports and/or DSB-style folders; images split into train/val by a seeded
+    shuffle. `single_class` relabels every nucleus with that one class (needed to mix classed and class-less data).
+    """
     paths = [Path(p) for p in (data if isinstance(data, list) else [data])]
-    datasets = [read_coco(p) for p in paths]
+    datasets = read_nuclei_data(paths, modality)
+    if single_class:
+        datasets = [merge_classes(d, single_class) for d in datasets]
     classes = sorted({c for d in datasets for c in d.classes})
     colors = {k: v for d in datasets for k, v in (d.colors or {}).items()}
     dataset = Dataset([im for d in datasets for im in d.images], classes, colors)
@@ -289,9 +350,14 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
     train = [images[i] for i in order[n_val:]]
     summary = {"source": [str(p) for p in paths], "images": len(images), "train_images": len(train),
                "val_images": len(val), "objects": {k: int(v) for k, v in dataset.counts().items()}}
+    if modality:
+        summary["modality"] = modality
+    if single_class:
+        summary["single_class"] = single_class
     mode = {"rgb": {"mode": "rgb"}, "gray_unsharp": {"mode": "gray_unsharp"}}.get(preprocessing)
     if mode is None:
         raise DatasetError(f"unknown preprocessing {preprocessing!r}; use rgb or gray_unsharp")
     return NucleiTask(dataset, train, val, name=name or "nuclei", preprocessing=mode,
                       params=params or {"depth": 3, "width": 16}, sigma=sigma, batch_size=batch_size, crop=crop,
-                      workers=workers, augment=augment, mpp=mpp, data_summary=summary)
+                      workers=workers, augment=augment, mpp=mpp, data_summary=summary, scale=tuple(scale),
+                      stain=stain, init=init, postprocessing=dict(postprocessing or {}))

@@ -1,0 +1,219 @@
+"""Instance (gland) segmentation, two ways (seed 003's comparison), each giving one polygon per object per tile,
+merged seam-free across tiles by the core's `SeamMerger` like any other engine's objects:
+
+- `unet-distance`: a U-Net predicts a foreground map and each object's normalised distance transform (1 on its
+  medial axis, falling to 0 at its border); the distance map's plateaus above `seed_threshold` seed a watershed of
+  the inverted distance inside the foreground, which splits touching objects along their neck.
+  Output channels: 0 = foreground logit, 1 = distance logit, 2… = class logits (when several classes).
+- `maskrcnn_*`: torchvision Mask R-CNN: the Faster R-CNN of `engines/detector.py` (same builders, backbones and
+  `params`) with torchvision's mask branch added. Masks are painted in increasing score order, so where two
+  overlap the more confident one keeps the pixels; each object keeps its largest piece.
+  Architectures: `maskrcnn_resnet50_fpn` (torchvision's), `maskrcnn_mobilenet_v3_large_fpn`, and the compact
+  `maskrcnn_tiny` / `maskrcnn_small` (trainable from scratch on a CPU). Extra `params`: `mask_layers` (the mask
+  head's convolution widths; default torchvision's [256]*4, [64, 64] for the compact ones),
+  `mask_dim_reduced` (the predictor's width, default the last layer's) and `mask_roi_size` (14).
+
+Objects are QuPath annotations by default (`object_type: detection` for detections), with the class, the score as
+"Detection probability", and the pipeline's usual measurements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+from skimage.segmentation import watershed
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+
+from cellbridge.engines.base import Engine
+from cellbridge.engines.detector import build_detector
+from cellbridge.engines.unet import UNet
+from cellbridge.geometry import label_polygons, to_level0
+from cellbridge.merge.seams import SCORE_MEASUREMENT
+from cellbridge.models.package import ModelSpec
+from cellbridge.objects import PathObject
+from cellbridge.tiling.plan import Tile
+
+DISTANCE_DEFAULTS: dict[str, Any] = {
+    "fg_threshold": 0.5,      # foreground probability
+    "seed_threshold": 0.5,    # normalised distance above which a plateau seeds an object
+    "min_seed_area": 4,       # pixels: smaller seeds are noise
+    "min_area": 30,           # pixels: smaller objects are dropped
+    "object_type": "annotation",
+    "max_object_size": 128,   # model pixels; the tile overlap should exceed it
+}
+MASK_RCNN_DEFAULTS: dict[str, Any] = {
+    "score_threshold": 0.5,
+    "mask_threshold": 0.5,
+    "max_detections": 100,
+    "min_area": 30,
+    "object_type": "annotation",
+    "max_object_size": 128,
+}
+OBJECT_TYPES = ("annotation", "detection")
+# Mask R-CNN architecture → its Faster R-CNN twin in engines/detector.py
+MASK_RCNN_BOXES = {"maskrcnn_resnet50_fpn": "fasterrcnn_resnet50_fpn",
+                   "maskrcnn_mobilenet_v3_large_fpn": "fasterrcnn_mobilenet_v3_large_fpn",
+                   "maskrcnn_tiny": "fasterrcnn_tiny", "maskrcnn_small": "fasterrcnn_small"}
+MASK_KEYS = ("mask_layers", "mask_dim_reduced", "mask_roi_size")
+
+
+def distance_head_channels(n_classes: int) -> int:
+    """Output channels for `n_classes` object classes: foreground + distance (+ class logits when > 1)."""
+    return 2 + (n_classes if n_classes > 1 else 0)
+
+
+def build_distance_unet(spec: ModelSpec) -> UNet:
+    """The U-Net of a `unet-distance` package."""
+    unknown = sorted(set(spec.params) - {"depth", "width"})
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} (unet-distance takes depth, width)")
+    params = {"depth": 3, "width": 16, **spec.params}
+    return UNet(spec.in_channels, distance_head_channels(len(spec.classes)), depth=int(params["depth"]),
+                width=int(params["width"]))
+
+
+def build_mask_rcnn(spec: ModelSpec) -> torch.nn.Module:
+    """The untrained Mask R-CNN model.json describes: `build_detector`'s Faster R-CNN plus the mask branch.
+
+    torchvision's `MaskRCNN` is `FasterRCNN` with three more modules on `roi_heads`; they are added here, so the
+    parameter names are torchvision's (a `maskrcnn_resnet50_fpn` state dict loads as is).
+    """
+    if spec.architecture not in MASK_RCNN_BOXES:
+        raise ValueError(f"{spec.architecture!r} is not a Mask R-CNN architecture")
+    params = {k: v for k, v in spec.params.items() if k not in MASK_KEYS}
+    model = build_detector(dataclasses.replace(spec, architecture=MASK_RCNN_BOXES[spec.architecture],
+                                               params=params))
+    compact = spec.architecture in ("maskrcnn_tiny", "maskrcnn_small")
+    layers = [int(v) for v in spec.params.get("mask_layers", [64, 64] if compact else [256] * 4)]
+    if not layers:
+        raise ValueError("'mask_layers' needs at least one width")
+    reduced = int(spec.params.get("mask_dim_reduced", layers[-1]))
+    names = model.roi_heads.box_roi_pool.featmap_names
+    model.roi_heads.mask_roi_pool = MultiScaleRoIAlign(names, int(spec.params.get("mask_roi_size", 14)), 2)
+    model.roi_heads.mask_head = MaskRCNNHeads(model.backbone.out_channels, layers, 1)
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(layers[-1], reduced, len(spec.classes) + 1)
+    return model
+
+
+def distance_watershed(foreground: np.ndarray, distance: np.ndarray,
+                       options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Instance labels from a foreground probability map and a normalised distance map, and each label's score
+    (the mean foreground probability over it; index = label, 0 unused)."""
+    options = {**DISTANCE_DEFAULTS, **options}
+    mask = foreground >= float(options["fg_threshold"])
+    seeds, count = ndi.label(mask & (distance >= float(options["seed_threshold"])))
+    if count:
+        sizes = np.bincount(seeds.ravel(), minlength=count + 1)
+        small = sizes < int(options["min_seed_area"])
+        small[0] = False
+        if small.any():
+            seeds[small[seeds]] = 0
+    if not seeds.any():
+        return np.zeros(foreground.shape, np.int32), np.zeros(1, np.float32)
+    labels = watershed(-distance, seeds, mask=mask).astype(np.int32)
+    count = int(labels.max())
+    sums = np.bincount(labels.ravel(), weights=foreground.ravel(), minlength=count + 1)
+    sizes = np.maximum(np.bincount(labels.ravel(), minlength=count + 1), 1)
+    return labels, (sums / sizes).astype(np.float32)
+
+
+def paint_masks(masks: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Label image of (N, H, W) mask probabilities: object k + 1 where its mask ≥ threshold, the highest score
+    winning where masks overlap."""
+    labels = np.zeros(masks.shape[1:], np.int32)
+    for k in np.argsort(scores, kind="stable"):   # lowest first: higher scores paint over
+        labels[masks[k] >= threshold] = k + 1
+    return labels
+
+
+def _objects(labels: np.ndarray, scores: np.ndarray, class_of: dict[int, int], spec: ModelSpec, tile: Tile,
+             options: dict[str, Any], probabilities: dict[int, np.ndarray] | None = None) -> list[PathObject]:
+    """Polygons of a tile's label image → level-0 PathObjects with class and score."""
+    objects = []
+    for label, polygon in label_polygons(labels, min_area=int(options["min_area"])).items():
+        index = class_of.get(label, 0)
+        measurements = {SCORE_MEASUREMENT: round(float(scores[label]), 4)}
+        if probabilities is not None and label in probabilities:
+            for name, p in zip(spec.class_names, probabilities[label]):
+                measurements[f"Class probability: {name}"] = round(float(p), 4)
+        objects.append(PathObject(to_level0(polygon, tile.x, tile.y, tile.downsample), options["object_type"],
+                                  spec.path_class(index), measurements))
+    return objects
+
+
+def _check_object_type(options: dict[str, Any]) -> None:
+    if options["object_type"] not in OBJECT_TYPES:
+        raise ValueError(f"object_type must be one of {OBJECT_TYPES}, got {options['object_type']!r}")
+
+
+class DistanceEngine(Engine):
+    """U-Net foreground + normalised distance → seeded watershed; one polygon per object."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.options = {**DISTANCE_DEFAULTS, **self.options}
+        _check_object_type(self.options)
+
+    @torch.inference_mode()
+    def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
+        logits = self.module(batch).float()
+        maps = [torch.sigmoid(logits[:, :2])]
+        if logits.shape[1] > 2:
+            maps.append(torch.softmax(logits[:, 2:], dim=1))
+        return list(torch.cat(maps, dim=1).to(torch.float16).cpu().numpy())
+
+    def postprocess(self, raw: np.ndarray, rgb: np.ndarray, tile: Tile) -> list[PathObject]:
+        raw = raw.astype(np.float32)
+        labels, scores = distance_watershed(raw[0], raw[1], self.options)
+        if not labels.any():
+            return []
+        class_of: dict[int, int] = {}
+        probabilities = None
+        if raw.shape[0] > 2:
+            count = int(labels.max()) + 1
+            sizes = np.maximum(np.bincount(labels.ravel(), minlength=count), 1)
+            means = np.stack([np.bincount(labels.ravel(), weights=p.ravel(), minlength=count) / sizes
+                              for p in raw[2:]], axis=1)
+            probabilities = {k: means[k] for k in range(1, count)}
+            class_of = {k: int(np.argmax(means[k])) for k in range(1, count)}
+        return _objects(labels, scores, class_of, self.spec, tile, self.options, probabilities)
+
+
+class MaskRCNNEngine(Engine):
+    """Mask R-CNN on tiles; masks → one polygon per object (overlaps go to the higher score)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.options = {**MASK_RCNN_DEFAULTS, **self.options}
+        _check_object_type(self.options)
+
+    @torch.inference_mode()
+    def infer(self, batch: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        return [mask_rcnn_instances(o, float(self.options["score_threshold"]),
+                                    float(self.options["mask_threshold"]), int(self.options["max_detections"]))
+                for o in self.module(list(batch))]
+
+    def postprocess(self, raw: dict[str, np.ndarray], rgb: np.ndarray, tile: Tile) -> list[PathObject]:
+        labels = raw["labels"]
+        if not labels.any():
+            return []
+        scores = np.concatenate([[0.0], raw["scores"]]).astype(np.float32)
+        class_of = {k + 1: int(c) - 1 for k, c in enumerate(raw["classes"])}   # torchvision's 0 is background
+        return _objects(labels, scores, class_of, self.spec, tile, self.options)
+
+
+def mask_rcnn_instances(output: dict[str, torch.Tensor], score_threshold: float, mask_threshold: float,
+                        max_detections: int) -> dict[str, np.ndarray]:
+    """One image's Mask R-CNN output → `labels` (H, W) int32 label image (object k + 1), `scores` (k,) and
+    `classes` (k,) torchvision labels (1-based), keeping the `max_detections` best above `score_threshold`."""
+    keep = torch.nonzero(output["scores"] >= score_threshold).flatten()[:max_detections]  # sorted by score
+    masks = output["masks"][keep, 0].float().cpu().numpy()
+    scores = output["scores"][keep].float().cpu().numpy()
+    height, width = output["masks"].shape[-2:]
+    labels = paint_masks(masks, scores, mask_threshold) if len(keep) else np.zeros((height, width), np.int32)
+    return {"labels": labels, "scores": scores, "classes": output["labels"][keep].cpu().numpy().astype(np.int64)}
