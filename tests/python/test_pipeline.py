@@ -133,3 +133,22 @@ def _roi_file(folder: Path) -> Path:
     path = folder / "roi.geojson"
     write_objects([PathObject(box(100, 100, 700, 600), "annotation")], path)
     return path
+
+
+def test_a_scale_change_puts_objects_at_the_right_level0_positions() -> None:
+    """The same tissue scanned at 0.25 µm/px runs at downsample 2; its objects map back to level 0 exactly."""
+    from cellbridge.io.slides import ArraySlide
+    from cellbridge.synth import build_scene, render_region
+
+    scene = build_scene(SynthConfig(width=512, height=512, tissue_fraction=1.0, seed=61))
+    native = render_region(scene, 0, 0, 512, 512)
+    fine = cv2.resize(native, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    pipeline = Pipeline("nuclei-he", RunOptions(device="cpu", tissue=False))
+    at_native = list(pipeline.objects(ArraySlide(native, mpp=0.5)))
+    at_fine = list(pipeline.objects(ArraySlide(fine, mpp=0.25)))
+    assert pipeline.plan(ArraySlide(fine, mpp=0.25))[1] == 2.0
+    halved = centres(at_fine) / 2
+    points = keypoint_f1(halved, centres(at_native), 1.5)
+    assert points["f1"] >= 0.95, points
+    truth = keypoint_f1(halved, scene.centres, 4.0)
+    assert truth["recall"] >= 0.9 and truth["precision"] >= 0.9, truth
