@@ -221,3 +221,30 @@ def test_augmentation_moves_boxes_keypoints_and_masks_with_the_image() -> None:
         kx, ky = out["keypoints"][0][:2]
         assert (xs.min() + xs.max() + 1) / 2 == pytest.approx(kx, abs=1)
         assert (ys.min() + ys.max() + 1) / 2 == pytest.approx(ky, abs=1)
+
+
+BCCD = Path(__file__).resolve().parents[3] / "shared" / "data" / "bccd"
+
+
+def test_shipped_bccd_model_loads_and_is_small() -> None:
+    package = load_model("bccd-frcnn")
+    assert package.spec.class_names == ["Platelets", "RBC", "WBC"]
+    assert (package.path / package.spec.weights).stat().st_size <= 25 * 2 ** 20
+    assert package.spec.training["command"] and package.spec.training["data"]["train"]["images"] == 205
+
+
+@pytest.mark.skipif(not BCCD.exists(), reason="BCCD data (../shared/data/bccd) is not present on this machine")
+def test_shipped_bccd_model_finds_the_white_cells_of_test_images() -> None:
+    from cellbridge.datasets.voc import box_iou, read_voc
+    from cellbridge.train.detect import read_rgb
+
+    engine = make_engine(load_model("bccd-frcnn"), torch.device("cpu"))
+    ds = engine.spec.downsample
+    for record in read_voc(BCCD, split="test").images[:3]:
+        rgb = read_rgb(record.path)
+        small = cv2.resize(rgb, (round(rgb.shape[1] / ds), round(rgb.shape[0] / ds)), interpolation=cv2.INTER_AREA)
+        tile = Tile(0, 0, 0, 0.0, 0.0, max(small.shape[:2]), ds, (0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])))
+        objects = engine.postprocess(engine.infer(to_batch([small], engine.spec.preprocessing))[0], small, tile)
+        found = [o.geometry.bounds for o in objects if o.class_name == "WBC"]
+        for truth in (a.bbox for a in record.annotations if a.label == "WBC"):
+            assert max((box_iou(truth, f) for f in found), default=0.0) >= 0.5, (record.name, truth, found)

@@ -82,3 +82,30 @@ def test_cli_scores_the_shipped_model_on_generated_h_and_e(folder: Path, tmp_pat
     overall = json.loads(done.stdout)
     assert overall["images"] == 2 and overall["f1_iou50"] >= 0.85 and overall["centre_f1_4px"] >= 0.9
     assert len(json.loads(out.read_text())["per_image"]) == 2
+
+
+def test_glas_scores_of_gland_outputs(tmp_path: Path) -> None:
+    """GlaS metrics through the evaluation harness: perfect glands score 1/1/0; a missed gland lowers F1."""
+    from cellbridge.synth.glands import GlandConfig, build_glands
+
+    root = tmp_path / "glands"
+    for sub in ("images", "labels"):
+        (root / sub).mkdir(parents=True)
+    scene = build_glands(GlandConfig(width=256, height=256, seed=4, count=6))
+    cv2.imwrite(str(root / "images" / "g4.png"), cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(root / "labels" / "g4.png"), scene.instances.astype(np.uint16))
+
+    class Glands:
+        def __init__(self, keep: int) -> None:
+            self.keep = keep
+
+        def objects(self, slide):
+            return [PathObject(g.outline) for g in scene.glands[:self.keep]]
+
+    images = read_label_folder(root)
+    n = len(scene.glands)
+    perfect = evaluate_nuclei(Glands(n), images, progress=False, glas=True)["overall"]
+    assert perfect["object_f1"] == 1.0 and perfect["object_dice"] > 0.97 and perfect["object_hausdorff"] < 2.0
+    missing = evaluate_nuclei(Glands(n - 1), images, progress=False, glas=True)["overall"]
+    assert missing["object_f1"] == pytest.approx(2 * (n - 1) / (2 * (n - 1) + 1))
+    assert missing["object_hausdorff"] > perfect["object_hausdorff"]

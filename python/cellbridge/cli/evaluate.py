@@ -15,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="nuclei: F1 at IoU 0.5, precision, recall, mean matched IoU, panoptic quality and centre F1 at "
                     "4/8 px, overall and per image, on a DSB-2018-style folder (images/, labels/, points/). "
                     "detect: COCO AP, AP50, AR100 and per-class AP50 on a VOC folder or COCO JSON.")
-    parser.add_argument("--task", required=True, choices=["nuclei", "keypoints", "detect"],
-                        help="nuclei (alias keypoints) or detect")
+    parser.add_argument("--task", required=True, choices=["nuclei", "keypoints", "instance", "detect"],
+                        help="nuclei (alias keypoints), instance (glands: adds GlaS object F1 / Dice / Hausdorff "
+                             "on the same folder layout) or detect")
     parser.add_argument("--model", required=True, help="model folder or name")
     parser.add_argument("--data", required=True, help="labelled data (see above)")
     parser.add_argument("--split", default="test", help="detect on VOC: the split to score (default test)")
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         size = args.pixel_size if isinstance(args.pixel_size, float) else None
         pipeline = Pipeline(args.model, RunOptions(device=args.device, tissue=False, measure=False, pixel_size=size,
                                                    estimate_scale=args.pixel_size == "estimate"))
-        result = evaluate_nuclei(pipeline, images, pixel_size=size)
+        result = evaluate_nuclei(pipeline, images, pixel_size=size, glas=args.task == "instance")
         shown = result["overall"]
     if args.json_out:
         with atomic_write(args.json_out) as handle:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cellbridge.errors import DatasetError
-from cellbridge.evaluate import aggregate_counts, instance_metrics, keypoint_f1
+from cellbridge.evaluate import aggregate_counts, glas_metrics, instance_metrics, keypoint_f1
 from cellbridge.geometry import rasterize
 from cellbridge.io.slides import ArraySlide
 
@@ -75,8 +75,12 @@ def read_label_folder(folder: str | Path, only: list[str] | None = None, modalit
 
 
 def evaluate_nuclei(pipeline: Any, images: list[LabelledImage], pixel_size: float | None = None,
-                    progress: bool = True, on_image: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Run `pipeline` (a `cellbridge.pipeline.run.Pipeline`) on each image and score it against the truth."""
+                    progress: bool = True, on_image: Callable[[dict], None] | None = None,
+                    glas: bool = False) -> dict[str, Any]:
+    """Run `pipeline` (a `cellbridge.pipeline.run.Pipeline`) on each image and score it against the truth.
+
+    `glas`: also the GlaS gland metrics per image (object F1 from summed counts, object Dice and Hausdorff
+    averaged over images, as the challenge reports them) — for instance (gland) models."""
     per_image = []
     for image in tqdm(images, desc="evaluate", unit="image", disable=not progress):
         slide = ArraySlide(image.rgb, mpp=pixel_size, path=image.name)
@@ -90,6 +94,8 @@ def evaluate_nuclei(pipeline: Any, images: list[LabelledImage], pixel_size: floa
                   "found": len(found), "instances": instance_metrics(predicted, image.labels, 0.5),
                   "centres_4px": keypoint_f1(centres, image.centres, 4.0),
                   "centres_8px": keypoint_f1(centres, image.centres, 8.0)}
+        if glas:
+            scores["glas"] = glas_metrics(predicted, image.labels)
         per_image.append(scores)
         if on_image is not None:
             on_image(scores)
@@ -100,4 +106,9 @@ def evaluate_nuclei(pipeline: Any, images: list[LabelledImage], pixel_size: floa
                "recall": instances["recall"], "mean_matched_iou": mean_iou, "pq": instances.get("pq", 0.0),
                "centre_f1_4px": aggregate_counts([s["centres_4px"] for s in per_image])["f1"],
                "centre_f1_8px": aggregate_counts([s["centres_8px"] for s in per_image])["f1"]}
+    if glas:
+        counts = aggregate_counts([s["glas"] for s in per_image])
+        overall.update(object_f1=counts["f1"],
+                       object_dice=float(np.mean([s["glas"]["object_dice"] for s in per_image])),
+                       object_hausdorff=float(np.mean([s["glas"]["object_hausdorff"] for s in per_image])))
     return {"overall": overall, "per_image": per_image}
