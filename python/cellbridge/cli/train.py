@@ -67,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--downsample", type=float, default=1.0, help="detect: train (and later run) at this "
+                        "downsample of the images (default 1)")
+    parser.add_argument("--step-size", type=int, help="detect: StepLR period in epochs (default 3, seed 001)")
+    parser.add_argument("--weight-decay", type=float, help="detect: SGD weight decay (default 5e-4)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.set_defaults(func=run)
 
@@ -118,9 +122,12 @@ def run(args: argparse.Namespace) -> int:
             raise CellBridgeError("detect training takes one --data (a COCO JSON or a VOC folder)")
         kwargs = {"architecture": args.architecture} if args.architecture else {}
         task = detection_task(args.data[0], val_split=args.val_split, preprocessing=args.preprocessing,
-                              batch_size=args.batch_size, seed=args.seed, workers=args.workers, **kwargs)
+                              batch_size=args.batch_size, seed=args.seed, workers=args.workers,
+                              downsample=args.downsample, name=name, **kwargs)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or 0.005, seed=args.seed,
-                             device=args.device, max_steps_per_epoch=args.steps_per_epoch)
+                             device=args.device, max_steps_per_epoch=args.steps_per_epoch,
+                             step_size=3 if args.step_size is None else args.step_size,
+                             weight_decay=5e-4 if args.weight_decay is None else args.weight_decay)
     command = "cellbridge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = fit(task, config, args.out, resume=args.resume, progress=True, command=command)
     print(json.dumps({"model": str(result.out_dir), "best_epoch": result.best_epoch,
