@@ -200,7 +200,7 @@ def test_cancel_stops_a_running_job(service: CellBridgeService, tmp_path: Path) 
 def test_serve_prints_ready_line_listens_on_loopback_and_stops_with_idle_timeout(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     process = subprocess.Popen([sys.executable, "-m", "cellbridge", "serve", "--token-file", str(token_file),
-                                "--idle-timeout", "2", "--device", "cpu"],
+                                "--idle-timeout", "6", "--device", "cpu"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready = json.loads(process.stdout.readline())

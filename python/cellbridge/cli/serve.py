@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.token_file:
         ready["token"] = token
     print(json.dumps(ready), flush=True)
+    service.touch()  # the idle clock starts when the launcher can first call
     parent = args.parent_pid or os.getppid()
     log.info("cellbridge server %s listening on 127.0.0.1:%d (parent pid %d)", __version__, port, parent)
     try:
