@@ -31,7 +31,7 @@ from cellbridge.pipeline.run import Pipeline, RunOptions
 from cellbridge.synth import SynthConfig, generate_slide, render_region
 
 RSS_CHILD = """
-import json, resource, sys, time, torch
+import json, sys, time, torch
 torch.set_num_threads(int(sys.argv[3]))
 from cellbridge.io.slides import open_slide
 from cellbridge.pipeline.run import Pipeline, RunOptions
@@ -39,8 +39,10 @@ pipeline = Pipeline("nuclei-he", RunOptions(device="cpu", batch_size=4))
 with open_slide(sys.argv[1]) as slide:
     start = time.perf_counter()
     result = pipeline.run(slide, sys.argv[2])
+# VmHWM, not ru_maxrss: a forked child inherits its parent's ru_maxrss, while exec starts a new VmHWM
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"tiles": result.tiles, "objects": result.objects, "seconds": time.perf_counter() - start,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": peak / 1024}))
 """
 
 
