@@ -8,7 +8,6 @@ Data layouts:
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from cellbridge.datasets.dsb import dsb_modalities, dsb_names
 from cellbridge.errors import DatasetError
 from cellbridge.evaluate import aggregate_counts, glas_metrics, instance_metrics, keypoint_f1
 from cellbridge.geometry import rasterize
@@ -41,22 +41,8 @@ def read_label_folder(folder: str | Path, only: list[str] | None = None, modalit
     from scipy import ndimage as ndi
 
     folder = Path(folder)
-    if not (folder / "images").is_dir() or not (folder / "labels").is_dir():
-        raise DatasetError(f"{folder}: expected images/ and labels/ folders (DSB 2018 layout)")
-    modalities: dict[str, str] = {}
-    if (folder / "manifest.csv").is_file():
-        with open(folder / "manifest.csv", newline="") as handle:
-            modalities = {row["name"]: row.get("modality", "") for row in csv.DictReader(handle)}
-    names = sorted(p.stem for p in (folder / "images").glob("*.png"))
-    if only:
-        missing = sorted(set(only) - set(names))
-        if missing:
-            raise DatasetError(f"{folder}: no image(s) named {', '.join(missing[:5])}")
-        names = [n for n in names if n in set(only)]
-    if modality:
-        names = [n for n in names if modality.lower() in modalities.get(n, "").lower()]
-    if not names:
-        raise DatasetError(f"{folder}: no images to evaluate (check --only / --modality)")
+    names = dsb_names(folder, only=only, modality=modality)
+    modalities = dsb_modalities(folder)
     images = []
     for name in names:
         bgr = cv2.imread(str(folder / "images" / f"{name}.png"), cv2.IMREAD_COLOR)
