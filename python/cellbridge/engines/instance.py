@@ -31,7 +31,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from cellbridge.engines.base import Engine
 from cellbridge.engines.detector import build_detector
-from cellbridge.engines.unet import UNet
+from cellbridge.engines.unet import UNet, unet_from_spec
 from cellbridge.geometry import label_polygons, to_level0
 from cellbridge.merge.seams import SCORE_MEASUREMENT
 from cellbridge.models.package import ModelSpec
@@ -69,12 +69,7 @@ def distance_head_channels(n_classes: int) -> int:
 
 def build_distance_unet(spec: ModelSpec) -> UNet:
     """The U-Net of a `unet-distance` package."""
-    unknown = sorted(set(spec.params) - {"depth", "width"})
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} (unet-distance takes depth, width)")
-    params = {"depth": 3, "width": 16, **spec.params}
-    return UNet(spec.in_channels, distance_head_channels(len(spec.classes)), depth=int(params["depth"]),
-                width=int(params["width"]))
+    return unet_from_spec(spec, distance_head_channels(len(spec.classes)))
 
 
 def build_mask_rcnn(spec: ModelSpec) -> torch.nn.Module:

@@ -18,7 +18,7 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import expand_labels, watershed
 
 from cellbridge.engines.base import Engine
-from cellbridge.engines.unet import UNet
+from cellbridge.engines.unet import UNet, unet_from_spec
 from cellbridge.geometry import label_polygons, to_level0
 from cellbridge.merge.seams import SCORE_MEASUREMENT
 from cellbridge.models.package import ModelSpec
@@ -43,12 +43,7 @@ def head_channels(n_classes: int) -> int:
 
 def build_nuclei_unet(spec: ModelSpec) -> UNet:
     """The U-Net of a `unet-nuclei` package."""
-    unknown = sorted(set(spec.params) - {"depth", "width"})
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} (unet-nuclei takes depth, width)")
-    params = {"depth": 3, "width": 16, **spec.params}
-    module = UNet(spec.in_channels, head_channels(len(spec.classes)), depth=int(params["depth"]),
-                  width=int(params["width"]))
+    module = unet_from_spec(spec, head_channels(len(spec.classes)))
     with torch.no_grad():
         module.head.bias[0] = -4.0  # centres are rare: start the heatmap near 0 (trained weights replace this)
     return module

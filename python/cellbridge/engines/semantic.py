@@ -40,7 +40,7 @@ from shapely.geometry.base import BaseGeometry
 
 from cellbridge.engines.base import Engine
 from cellbridge.engines.measure import shape_name
-from cellbridge.engines.unet import UNet
+from cellbridge.engines.unet import UNet, unet_from_spec
 from cellbridge.geometry import polygons_of, rasterize
 from cellbridge.models.package import ModelSpec
 from cellbridge.objects import PathClass, PathObject
@@ -58,11 +58,7 @@ OBJECT_TYPES = ("annotation", "detection")
 
 def build_semantic_unet(spec: ModelSpec) -> UNet:
     """The U-Net of a `unet-semantic` package: background + one output per class."""
-    unknown = sorted(set(spec.params) - {"depth", "width"})
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} (unet-semantic takes depth, width)")
-    params = {"depth": 3, "width": 16, **spec.params}
-    return UNet(spec.in_channels, len(spec.classes) + 1, depth=int(params["depth"]), width=int(params["width"]))
+    return unet_from_spec(spec, len(spec.classes) + 1)
 
 
 def blend_window(size: int, overlap: int, sides: tuple[bool, bool, bool, bool] = (True, True, True, True)

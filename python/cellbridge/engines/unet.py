@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from cellbridge.models.package import ModelSpec
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -45,3 +50,12 @@ class UNet(nn.Module):
         for up, merge in zip(self.up, self.merge):
             x = merge(torch.cat([up(x), skips.pop()], dim=1))
         return self.head(x)[..., :h, :w]
+
+
+def unet_from_spec(spec: ModelSpec, out_channels: int) -> UNet:
+    """The U-Net a package describes: `params` may hold `depth` (default 3) and `width` (default 16), nothing else."""
+    unknown = sorted(set(spec.params) - {"depth", "width"})
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} ({spec.architecture} takes depth, width)")
+    params = {"depth": 3, "width": 16, **spec.params}
+    return UNet(spec.in_channels, out_channels, depth=int(params["depth"]), width=int(params["width"]))

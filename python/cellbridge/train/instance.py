@@ -50,6 +50,7 @@ from cellbridge.models.package import ModelSpec
 from cellbridge.objects import class_color
 from cellbridge.train.augment import build_augmentation, reseed
 from cellbridge.train.detect import collate_lists, read_rgb
+from cellbridge.train.keypoints import masked_class_loss
 from cellbridge.train.semantic import IGNORE, random_crop, read_coco_data, sampling_loader
 
 ARCHITECTURES = ("unet-distance", *MASK_RCNN_BOXES)
@@ -186,12 +187,10 @@ def distance_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple
     dist = (F.binary_cross_entropy_with_logits(logits[:, 1], batch["distance"], reduction="none") * valid).sum()
     fg, dist = fg / denominator, dist / denominator
     total, parts = fg + 2.0 * dist, {"foreground": float(fg.item()), "distance": float(dist.item())}
-    if logits.shape[1] > 2:
-        classes = batch["classes"].masked_fill(valid < 0.5, IGNORE)
-        if (classes != IGNORE).any():
-            ce = F.cross_entropy(logits[:, 2:], classes, ignore_index=IGNORE)
-            total = total + ce
-            parts["class"] = float(ce.item())
+    ce = masked_class_loss(logits[:, 2:], batch["classes"], valid)
+    if ce is not None:
+        total = total + ce
+        parts["class"] = float(ce.item())
     return total, parts
 
 

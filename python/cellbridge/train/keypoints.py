@@ -156,6 +156,17 @@ def _reseed_worker(worker_id: int) -> None:
         info.dataset.transform.set_random_seed(torch.initial_seed() % 2 ** 31)
 
 
+def masked_class_loss(logits: torch.Tensor, classes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+    """Cross-entropy of per-pixel class logits over the labelled pixels inside `valid`; None when there are no
+    class logits or no labelled pixel."""
+    if logits.shape[1] == 0:
+        return None
+    classes = classes.masked_fill(valid < 0.5, IGNORE)
+    if not (classes != IGNORE).any():
+        return None
+    return F.cross_entropy(logits, classes, ignore_index=IGNORE)
+
+
 def nuclei_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     """Heatmap BCE (peaks weighted up) + foreground BCE + class CE on nucleus pixels, all inside `valid`."""
     valid = batch["valid"]
@@ -167,12 +178,10 @@ def nuclei_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[t
     fg = (F.binary_cross_entropy_with_logits(logits[:, 1], batch["foreground"], reduction="none") * valid).sum()
     fg = fg / denominator
     total, parts = heat * 4.0 + fg, {"heat": float(heat.item()), "foreground": float(fg.item())}
-    if logits.shape[1] > 2:
-        classes = batch["classes"].masked_fill(valid < 0.5, IGNORE)
-        if (classes != IGNORE).any():
-            ce = F.cross_entropy(logits[:, 2:], classes, ignore_index=IGNORE)
-            total = total + ce
-            parts["class"] = float(ce.item())
+    ce = masked_class_loss(logits[:, 2:], batch["classes"], valid)
+    if ce is not None:
+        total = total + ce
+        parts["class"] = float(ce.item())
     return total, parts
 
 
