@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from cellbridge.synth.scene import FIELD_CELL, Scene, SynthConfig
+from cellbridge.synth.scene import FIELD_CELL, NucleusClass, Scene, SynthConfig
 
 TEXTURE_PERIOD = 512
 GLASS_RGB = np.array([243.0, 242.0, 245.0], np.float32)
@@ -73,20 +75,12 @@ def render_region(scene: Scene, x: int, y: int, w: int, h: int) -> np.ndarray:
 
 def _draw_nuclei(scene: Scene, rgb: np.ndarray, x: int, y: int, w: int, h: int) -> None:
     """Composite every nucleus meeting the region, anti-aliased, with chromatin texture and a darker rim."""
-    chromatin = periodic_texture(scene.config.seed + 1, 1.0, 1.0)
-    for i in scene.nuclei_in_region(x, y, w, h):
-        window = _nucleus_window(scene, i, x, y, w, h)
-        if window is None:
-            continue
-        x0, x1, y0, y1, q, alpha = window
-        klass = scene.config.classes[int(scene.labels[i])]
-        # chromatin: the shared texture shifted per nucleus, so neighbours differ but any cut agrees
-        shift = int(i * 7919) % (TEXTURE_PERIOD - 64)
-        tex = _window(chromatin, x0 + shift, y0 + shift, x1 - x0, y1 - y0)
-        shade = scene.intensity[i] * (1.0 + klass.texture * 0.35 * tex) * (1.0 - 0.18 * np.clip(q - 0.6, 0, 1))
-        colour = np.array(klass.rgb, np.float32) * np.clip(2.0 - shade, 0.4, 1.6)[..., None]
-        patch = rgb[y0 - y:y1 - y, x0 - x:x1 - x]
-        patch += (colour - patch) * (alpha * 0.95)[..., None]
+    for n in _nucleus_windows(scene, x, y, w, h):
+        tex = n.texture()
+        shade = scene.intensity[n.i] * (1.0 + n.klass.texture * 0.35 * tex) * (1.0 - 0.18 * np.clip(n.q - 0.6, 0, 1))
+        colour = np.array(n.klass.rgb, np.float32) * np.clip(2.0 - shade, 0.4, 1.6)[..., None]
+        patch = rgb[n.rows, n.cols]
+        patch += (colour - patch) * (n.alpha * 0.95)[..., None]
 
 
 # ------------------------------------------------------------------------------------------------------ IHC
@@ -118,40 +112,53 @@ def _render_ihc(scene: Scene, rgb: np.ndarray, alpha: np.ndarray, grain: np.ndar
 def _draw_ihc_nuclei(scene: Scene, hematoxylin: np.ndarray, dab: np.ndarray, x: int, y: int, w: int, h: int) -> None:
     """Composite each nucleus's stain amounts, anti-aliased: hematoxylin with chromatin texture and a darker rim
     (fainter under strong DAB), DAB at the nucleus's true level with a fine granular texture of mean ~0."""
+    for n in _nucleus_windows(scene, x, y, w, h):
+        tex, granules = n.texture(), n.texture(31, 17)
+        level = float(scene.dab_level[n.i])
+        # hematoxylin of a negative nucleus from its H&E darkness; DAB masks most of it in strongly positive nuclei
+        base = -math.log10(float(np.mean(n.klass.rgb)) / 255.0) * 1.6 * float(scene.intensity[n.i])
+        base *= 1.0 - 0.97 * min(level / 0.7, 1.0)
+        h_amount = base * (1.0 + n.klass.texture * 0.35 * tex) * (1.0 + 0.25 * np.clip(n.q - 0.6, 0, 1))
+        d_amount = level * (1.0 + 0.12 * granules)
+        hematoxylin[n.rows, n.cols] += (np.clip(h_amount, 0, None) - hematoxylin[n.rows, n.cols]) * n.alpha
+        dab[n.rows, n.cols] += (np.clip(d_amount, 0, None) - dab[n.rows, n.cols]) * n.alpha
+
+
+@dataclass
+class _NucleusWindow:
+    """Nucleus `i`'s pixel window in the region: slices into region arrays, each pixel's elliptical radius q
+    and coverage alpha, and its level-0 origin for texture lookups."""
+
+    i: int
+    klass: NucleusClass
+    rows: slice
+    cols: slice
+    q: np.ndarray
+    alpha: np.ndarray
+    origin: tuple[int, int]
+    chromatin: np.ndarray
+
+    def texture(self, dx: int = 0, dy: int = 0) -> np.ndarray:
+        """The shared chromatin texture shifted per nucleus (so neighbours differ but any cut agrees)."""
+        shift = int(self.i * 7919) % (TEXTURE_PERIOD - 64)
+        return _window(self.chromatin, self.origin[0] + shift + dx, self.origin[1] + shift + dy, *self.q.shape[::-1])
+
+
+def _nucleus_windows(scene: Scene, x: int, y: int, w: int, h: int) -> Iterator[_NucleusWindow]:
+    """Every nucleus meeting the region, with its window (nuclei wholly outside are skipped)."""
     chromatin = periodic_texture(scene.config.seed + 1, 1.0, 1.0)
     for i in scene.nuclei_in_region(x, y, w, h):
-        window = _nucleus_window(scene, i, x, y, w, h)
-        if window is None:
+        cx, cy = scene.centres[i]
+        a, b = scene.axes[i]
+        x0, x1 = max(math.floor(cx - a - 1), x), min(math.ceil(cx + a + 1), x + w)
+        y0, y1 = max(math.floor(cy - a - 1), y), min(math.ceil(cy + a + 1), y + h)
+        if x0 >= x1 or y0 >= y1:
             continue
-        x0, x1, y0, y1, q, alpha = window
-        klass = scene.config.classes[int(scene.labels[i])]
-        shift = int(i * 7919) % (TEXTURE_PERIOD - 64)
-        tex = _window(chromatin, x0 + shift, y0 + shift, x1 - x0, y1 - y0)
-        granules = _window(chromatin, x0 + shift + 31, y0 + shift + 17, x1 - x0, y1 - y0)
-        level = float(scene.dab_level[i])
-        # hematoxylin of a negative nucleus from its H&E darkness; DAB masks most of it in strongly positive nuclei
-        base = -math.log10(float(np.mean(klass.rgb)) / 255.0) * 1.6 * float(scene.intensity[i])
-        base *= 1.0 - 0.97 * min(level / 0.7, 1.0)
-        h_amount = base * (1.0 + klass.texture * 0.35 * tex) * (1.0 + 0.25 * np.clip(q - 0.6, 0, 1))
-        d_amount = level * (1.0 + 0.12 * granules)
-        rows, cols = slice(y0 - y, y1 - y), slice(x0 - x, x1 - x)
-        hematoxylin[rows, cols] += (np.clip(h_amount, 0, None) - hematoxylin[rows, cols]) * alpha
-        dab[rows, cols] += (np.clip(d_amount, 0, None) - dab[rows, cols]) * alpha
-
-
-def _nucleus_window(scene: Scene, i: int, x: int, y: int, w: int,
-                    h: int) -> tuple[int, int, int, int, np.ndarray, np.ndarray] | None:
-    """The region's pixel window around nucleus `i` with each pixel's elliptical radius q and coverage alpha."""
-    cx, cy = scene.centres[i]
-    a, b = scene.axes[i]
-    x0, x1 = max(math.floor(cx - a - 1), x), min(math.ceil(cx + a + 1), x + w)
-    y0, y1 = max(math.floor(cy - a - 1), y), min(math.ceil(cy + a + 1), y + h)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    px = np.arange(x0, x1, dtype=np.float32) + 0.5 - cx
-    py = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - cy
-    ca, sa = math.cos(scene.angles[i]), math.sin(scene.angles[i])
-    u, v = px * ca + py * sa, -px * sa + py * ca
-    q = np.sqrt((u / a) ** 2 + (v / b) ** 2)
-    alpha = np.clip((1.0 - q) * b + 0.5, 0.0, 1.0)
-    return x0, x1, y0, y1, q, alpha
+        px = np.arange(x0, x1, dtype=np.float32) + 0.5 - cx
+        py = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - cy
+        ca, sa = math.cos(scene.angles[i]), math.sin(scene.angles[i])
+        u, v = px * ca + py * sa, -px * sa + py * ca
+        q = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+        alpha = np.clip((1.0 - q) * b + 0.5, 0.0, 1.0)
+        yield _NucleusWindow(int(i), scene.config.classes[int(scene.labels[i])], slice(y0 - y, y1 - y),
+                             slice(x0 - x, x1 - x), q, alpha, (x0, y0), chromatin)
