@@ -41,8 +41,8 @@ class CountsRow:
 
     @property
     def key(self) -> tuple[str, str]:
-        """(project, image_id): unique per image."""
-        return self.project, self.image_id
+        """(project, image id), or (project, image name) for slide files given directly (they have no id)."""
+        return self.project, self.image_id or self.image
 
 
 class CountsTable:
@@ -58,8 +58,13 @@ class CountsTable:
         self._rows[row.key] = row
 
     def get(self, project: str, image_id: str) -> CountsRow | None:
-        """The row of an image, or None."""
+        """The row of an image (by its id, or its name when it has none), or None."""
         return self._rows.get((project, image_id))
+
+    def arrange(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Put the rows of `keys` in that order, after the rows of other images (kept in their order)."""
+        order = {key: i for i, key in enumerate(keys)}
+        self._rows = dict(sorted(self._rows.items(), key=lambda item: order.get(item[0], -1)))
 
     @property
     def rows(self) -> list[CountsRow]:

@@ -1,12 +1,16 @@
-"""Run one model over every image of one or more QuPath projects, without QuPath.
+"""Run one model over every image of QuPath projects and over slide files, without QuPath.
 
-    summary = run_batch(["/data/p1/project.qpproj", "/data/p2"], BatchOptions("nuclei-he", Path("out")))
+    summary = run_batch(["/data/p1/project.qpproj", "/data/p2", "/slides/a.svs"], BatchOptions("nuclei-he", out))
 
 Layout of `out_dir`:
 
     out/counts.csv                               one row per image: counts per class (see `counts.py`)
     out/<project>/<entryID>-<image>.geojson       QuPath GeoJSON of the image's objects (File ▸ Import objects)
     out/<project>/<entryID>-<image>.cellbridge.json   what produced it: model, parameters, image file, counts
+    out/slides/<image>.geojson                    the same for slide files given directly
+
+Images run one after the other in this process, or (`BatchOptions.scheduler`) one task per image on Dask
+distributed workers, each worker loading the model once (`batch/distributed.py`).
 
 Resumable: an image whose GeoJSON and sidecar exist, made with the same model (name, version, weights) and
 parameters from the same image file (size and modification time), is skipped; anything else is run again.
@@ -22,8 +26,9 @@ import json
 import logging
 import os
 import re
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,11 +39,12 @@ from tqdm import tqdm
 from cellbridge.batch.counts import CountsRow, CountsTable
 from cellbridge.batch.projects import ProjectError, ProjectImage, QuPathProject, read_project
 from cellbridge.errors import CellBridgeError
-from cellbridge.io.atomic import atomic_write
+from cellbridge.io.atomic import atomic_write, remove_leftovers
 
 log = logging.getLogger(__name__)
 
 CSV_NAME = "counts.csv"
+SLIDES_LABEL = "slides"  # the output folder of slide files given directly
 SIDECAR_SUFFIX = ".cellbridge.json"
 SIDECAR_FORMAT = "cellbridge.batch-output"
 SIDECAR_VERSION = 1
@@ -67,6 +73,9 @@ class BatchOptions:
     reader: str = "auto"
     progress: bool = True
     csv_name: str = CSV_NAME
+    scheduler: str | None = None      # None: in this process; "local": a LocalCluster; else a scheduler address
+    workers: int | None = None        # LocalCluster workers (default: one per GPU, else one per 2 cores, ≤ 4)
+    threads: int | None = None        # torch threads per image (default: the cores of the host over its workers)
 
 
 @dataclass
@@ -81,6 +90,7 @@ class ImageOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     error: str = ""
     seconds: float | None = None
+    worker: str = ""                  # who ran it: "host:pid"
 
     @property
     def objects(self) -> int:
@@ -115,13 +125,25 @@ class BatchSummary:
                              for o in self.failures]}
 
 
-def run_batch(projects: Sequence[str | os.PathLike[str]], options: BatchOptions,
+@dataclass(frozen=True)
+class ImageTask:
+    """One image to run: its output label (the project's folder name), output folder and entry."""
+
+    label: str
+    folder: Path
+    image: ProjectImage
+
+
+def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
               cancelled: Callable[[], bool] = lambda: False) -> BatchSummary:
-    """Run `options.model` over every image of `projects`; see the module docstring for outputs and resume."""
+    """Run `options.model` over every image of `inputs` (QuPath projects or slide files); see the module
+    docstring for outputs and resume."""
     from cellbridge.models.package import read_spec, resolve_model_dir
 
-    if not projects:
-        raise CellBridgeError("no QuPath projects given")
+    if not inputs:
+        raise CellBridgeError("no QuPath projects or slides given")
+    if options.workers is not None and options.scheduler != "local":
+        raise CellBridgeError("--workers sets the size of --scheduler local; a cluster's size is its own")
     out_dir = Path(options.out_dir)
     model_dir = resolve_model_dir(options.model)
     spec = read_spec(model_dir)
@@ -132,32 +154,59 @@ def run_batch(projects: Sequence[str | os.PathLike[str]], options: BatchOptions,
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / options.csv_name
     table = CountsTable.read(csv_path)
-    plan = _read_projects(projects, options.reader)
-    runner = _ImageRunner(options, parameters, signature)
-    outcomes: list[ImageOutcome] = []
+    runner = ImageRunner(options, parameters, signature)
 
-    def record(outcome: ImageOutcome) -> None:
-        outcomes.append(outcome)
+    outcomes: dict[int, ImageOutcome] = {}
+    to_run: dict[int, ImageTask] = {}
+    keys: list[tuple[str, str]] = []
+    for label, project in read_inputs(inputs, options.reader):
+        if not isinstance(project, QuPathProject):  # the project itself cannot be read
+            outcomes[len(keys)] = ImageOutcome(label, "", "", "failed", error=project)
+            keys.append((label, ""))
+            continue
+        for image in project.images:
+            task = ImageTask(label, out_dir / label, image)
+            before = runner.before(task)
+            if before is None:
+                to_run[len(keys)] = task
+            else:
+                outcomes[len(keys)] = before
+            keys.append((label, image.entry_id or image.name))
+
+    bar = tqdm(total=len(keys), desc="images", unit="image", disable=not options.progress)
+
+    def record(index: int, outcome: ImageOutcome) -> None:
+        outcomes[index] = outcome
         table.put(_row(outcome, options.model, signature))
         table.write(csv_path)  # after every image: an interrupted batch keeps its table
+        bar.set_postfix_str(f"{outcome.project}: {outcome.image}", refresh=False)
         bar.update()
 
-    total = sum(len(p.images) if isinstance(p, QuPathProject) else 1 for _, p in plan)
-    bar = tqdm(total=total, desc="images", unit="image", disable=not options.progress)
     try:
-        for label, project in plan:
-            if not isinstance(project, QuPathProject):  # the project itself cannot be read
-                record(ImageOutcome(label, "", "", "failed", error=project))
-                continue
-            for image in project.images:
-                if cancelled():
-                    raise BatchCancelled(f"batch cancelled after {len(outcomes)} image(s); run it again to go on")
-                bar.set_postfix_str(f"{label}: {image.name}", refresh=False)
-                record(runner.run(label, out_dir / label, image))
+        for index in sorted(outcomes):
+            record(index, outcomes[index])
+        if options.scheduler:
+            from cellbridge.batch.distributed import run_on_dask
+
+            results = run_on_dask(runner, to_run, cancelled)
+        else:
+            results = _run_here(runner, to_run, cancelled)
+        for index, outcome in results:
+            record(index, outcome)
     finally:
         bar.close()
-    table.write(csv_path)
-    return BatchSummary(outcomes, csv_path, signature, parameters)
+        table.arrange(keys)
+        table.write(csv_path)
+    return BatchSummary([outcomes[i] for i in range(len(keys))], csv_path, signature, parameters)
+
+
+def _run_here(runner: ImageRunner, tasks: dict[int, ImageTask],
+              cancelled: Callable[[], bool]) -> Iterator[tuple[int, ImageOutcome]]:
+    """Run the tasks one after the other in this process."""
+    for done, (index, task) in enumerate(tasks.items()):
+        if cancelled():
+            raise BatchCancelled(f"batch cancelled after {done} image(s); run it again to go on")
+        yield index, runner.run(task)
 
 
 def run_parameters(options: BatchOptions, spec: Any, model_dir: Path) -> dict[str, Any]:
@@ -184,41 +233,68 @@ def signature_of(parameters: dict[str, Any]) -> str:
 
 def output_paths(folder: Path, image: ProjectImage) -> tuple[Path, Path]:
     """The GeoJSON and sidecar of an image: `<entryID>-<safe image name>` in the project's output folder."""
-    stem = f"{image.entry_id}-{_UNSAFE.sub('_', Path(image.name).stem or image.name).strip('_') or 'image'}"
+    name = _UNSAFE.sub("_", Path(image.name).stem or image.name).strip("_") or "image"
+    stem = f"{image.entry_id}-{name}" if image.entry_id else name
     return folder / f"{stem}.geojson", folder / f"{stem}{SIDECAR_SUFFIX}"
 
 
-class _ImageRunner:
-    """Runs or skips one image at a time; loads the pipeline on first use."""
+class ImageRunner:
+    """Decides whether an image needs running (`before`) and runs it (`run`); loads the pipeline on first use.
+
+    Picklable without its pipeline, so that Dask workers get a copy and each loads the model once."""
 
     def __init__(self, options: BatchOptions, parameters: dict[str, Any], signature: str) -> None:
         self.options = options
         self.parameters = parameters
         self.signature = signature
         self._pipeline: Any = None
+        self.loads = 0                # how many times this runner loaded the model
 
-    def run(self, label: str, folder: Path, image: ProjectImage) -> ImageOutcome:
-        outcome = ImageOutcome(label, image.name, image.entry_id, "failed")
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_pipeline": None, "loads": 0}
+
+    def before(self, task: ImageTask) -> ImageOutcome | None:
+        """The outcome of an image that needs no run (it cannot be read, or it is already done), else None."""
+        image = task.image
+        outcome = ImageOutcome(task.label, image.name, image.entry_id, "failed")
         if image.problem is not None or image.path is None:
             outcome.error = image.problem or "the entry names no image file"
             return outcome
-        geojson, sidecar = output_paths(folder, image)
+        if not self.options.resume:
+            return None
+        geojson, sidecar = output_paths(task.folder, image)
+        try:
+            previous = self._previous(geojson, sidecar, _file_stamp(image.path))
+        except OSError as error:
+            outcome.error = _describe(error)
+            return outcome
+        if previous is None:
+            return None
+        outcome.status, outcome.counts, outcome.output = "skipped", previous, geojson
+        return outcome
+
+    def run(self, task: ImageTask) -> ImageOutcome:
+        """Run the model over one image and write its GeoJSON and sidecar; failures are reported, not raised."""
+        image = task.image
+        outcome = ImageOutcome(task.label, image.name, image.entry_id, "failed", worker=worker_name())
+        if image.path is None:
+            outcome.error = image.problem or "the entry names no image file"
+            return outcome
+        geojson, sidecar = output_paths(task.folder, image)
         outcome.output = geojson
         try:
             stamp = _file_stamp(image.path)
-            previous = self._previous(geojson, sidecar, stamp) if self.options.resume else None
-            if previous is not None:
-                outcome.status, outcome.counts = "skipped", previous
-                return outcome
             started = time.perf_counter()
             counts = self._detect(image.path, geojson)
             outcome.seconds = time.perf_counter() - started
             self._write_sidecar(sidecar, image, stamp, counts, geojson, outcome.seconds)
             outcome.status, outcome.counts = "done", counts
+            remove_leftovers(geojson)  # of an earlier attempt killed mid-write (e.g. a lost Dask worker)
+            remove_leftovers(sidecar)
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as error:  # one bad image must not stop the batch: report it in its row
-            log.debug("%s: %s failed", label, image.name, exc_info=True)
+            log.debug("%s: %s failed", task.label, image.name, exc_info=True)
             outcome.error = _describe(error)
         return outcome
 
@@ -238,6 +314,11 @@ class _ImageRunner:
             engine: dict[str, Any] = {}
             if self.options.threshold is not None:
                 engine["score_threshold" if task == "detect" else "peak_threshold"] = self.options.threshold
+            if self.options.threads:
+                import torch
+
+                torch.set_num_threads(self.options.threads)
+            self.loads += 1
             self._pipeline = Pipeline(self.options.model, RunOptions(
                 device=self.options.device, batch_size=self.options.batch_size, tile_size=self.options.tile_size,
                 overlap=self.options.overlap, tissue=self.options.tissue, pixel_size=self.options.pixel_size,
@@ -265,30 +346,58 @@ class _ImageRunner:
                 "parameters": self.parameters, "project": str(image.project), "imageId": image.entry_id,
                 "image": image.name, "uri": image.uri, "imageFile": stamp, "geojson": geojson.name,
                 "objects": sum(counts.values()), "counts": counts, "seconds": round(seconds, 2),
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "worker": worker_name(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with atomic_write(sidecar) as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
 
 
-def _read_projects(projects: Sequence[str | os.PathLike[str]], reader: str) -> list[tuple[str, QuPathProject | str]]:
-    """(output label, project or the reason it cannot be read) per project; labels are unique folder names."""
+def read_inputs(inputs: Sequence[str | os.PathLike[str]],
+                reader: str = "auto") -> list[tuple[str, QuPathProject | str]]:
+    """(output label, project or the reason it cannot be read) per project; labels are unique folder names.
+
+    Slide files given directly (anything that is not a folder or a .qpproj file) are gathered, in their order,
+    in one project labelled `slides`, whose entry IDs are empty (a repeated file name gets "2", "3", …)."""
     plan: list[tuple[str, QuPathProject | str]] = []
     used: set[str] = set()
-    for given in projects:
+    slides: list[ProjectImage] = []
+    names: dict[str, int] = {}
+    for given in inputs:
+        path = Path(given).expanduser()
+        if not path.is_dir() and path.suffix.lower() != ".qpproj":
+            names[path.name] = names.get(path.name, 0) + 1
+            slides.append(_slide_entry(path.absolute(), "" if names[path.name] == 1 else str(names[path.name])))
+            continue
         try:
-            project: QuPathProject | str = read_project(given, reader)
+            project: QuPathProject | str = read_project(path, reader)
             name = project.name  # type: ignore[union-attr]
         except ProjectError as error:
-            path = Path(given)
             project, name = str(error), path.parent.name if path.suffix == ".qpproj" else path.name
-        base = _UNSAFE.sub("_", name).strip("_") or "project"
-        label, n = base, 2
-        while label in used:
-            label, n = f"{base}-{n}", n + 1
-        used.add(label)
-        plan.append((label, project))
+        plan.append((_unique(name, used), project))
+    if slides:
+        plan.append((_unique(SLIDES_LABEL, used), QuPathProject(Path(SLIDES_LABEL), SLIDES_LABEL, None, slides,
+                                                               "files")))
     return plan
+
+
+def _slide_entry(path: Path, entry_id: str) -> ProjectImage:
+    problem = None if path.is_file() else (f"{path} does not exist (expected a slide file, a QuPath project "
+                                           "folder or a project.qpproj)")
+    return ProjectImage(path, entry_id, path.name, path.as_uri(), path if problem is None else None, problem)
+
+
+def _unique(name: str, used: set[str]) -> str:
+    base = _UNSAFE.sub("_", name).strip("_") or "project"
+    label, n = base, 2
+    while label in used:
+        label, n = f"{base}-{n}", n + 1
+    used.add(label)
+    return label
+
+
+def worker_name() -> str:
+    """This process, as "host:pid"."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _row(outcome: ImageOutcome, model: str, signature: str) -> CountsRow:

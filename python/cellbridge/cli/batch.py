@@ -15,15 +15,19 @@ EXIT_SOME_FAILED = 1
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `batch` and `classify` parsers."""
     parser = subparsers.add_parser(
-        "batch", help="run a model over every image of QuPath projects (GeoJSON per image + counts CSV)",
+        "batch", help="run a model over every image of QuPath projects or slide files (GeoJSON per image + "
+                      "counts CSV), here or on Dask workers",
         description="Read QuPath projects (project.qpproj; with paquo when it finds a QuPath installation, else "
-                    "the JSON directly), run the model over every image file they list, and write one QuPath "
+                    "the JSON directly) and slide files, run the model over every image, and write one QuPath "
                     "GeoJSON per image (File > Import objects in QuPath) and counts.csv with the objects per "
                     "class per image. Resumable: images already done with the same model and parameters are "
                     "skipped. A failing image is reported and the batch goes on; the exit code is 1 when any "
-                    "image failed.")
-    parser.add_argument("projects", nargs="+", metavar="PROJECT",
-                        help="project.qpproj files or the project folders holding them")
+                    "image failed. With --scheduler, every image is one Dask task: 'local' starts workers on "
+                    "this machine, an address (tcp://HOST:8786) uses a running Dask cluster whose workers see "
+                    "the same files; each worker loads the model once, and an image whose worker dies is run "
+                    "again on another.")
+    parser.add_argument("projects", nargs="+", metavar="PROJECT_OR_SLIDE",
+                        help="project.qpproj files, the project folders holding them, or slide files")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or name (default {DEFAULT_MODEL}; "
                         "see `cellbridge models`)")
     parser.add_argument("--out-dir", required=True, help="output folder: counts.csv and <project>/<id>-<image>.geojson")
@@ -42,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     resume.add_argument("--no-resume", dest="resume", action="store_false", help="run every image again")
     parser.add_argument("--reader", choices=["auto", "json", "paquo"], default="auto",
                         help="how to read projects: paquo when it finds QuPath (auto, default), or the JSON")
+    parser.add_argument("--scheduler", help="run each image as a Dask task: 'local' (a cluster on this machine) "
+                        "or a scheduler address such as tcp://HOST:8786 (default: one image after another here)")
+    parser.add_argument("--workers", type=int, help="worker processes of --scheduler local (default: one per GPU, "
+                        "else one per two cores, at most 4)")
+    parser.add_argument("--threads", type=int, help="torch threads per image (default: the host's cores shared "
+                        "among its workers; all cores without --scheduler)")
     parser.add_argument("--csv", default="counts.csv", help="name of the counts table in --out-dir "
                         "(default counts.csv)")
     parser.set_defaults(func=run)
@@ -75,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, tile_size=args.tile, overlap=args.overlap,
                            cell_expansion=args.cell_expansion, threshold=args.threshold, tissue=not args.no_tissue,
                            pixel_size=args.pixel_size, resume=args.resume, reader=args.reader, progress=True,
-                           csv_name=args.csv)
+                           csv_name=args.csv, scheduler=args.scheduler, workers=args.workers, threads=args.threads)
     summary = run_batch(args.projects, options)
     for failure in summary.failures:
         where = f"{failure.project}: {failure.image} (id {failure.image_id})" if failure.image else failure.project

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -58,3 +59,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_leftovers(path: str | os.PathLike[str]) -> int:
+    """Delete the temporary files of `path` that a process killed while writing it left behind; how many.
+
+    Call it only once `path` itself has been written: it cannot tell a dead writer's file from a live one's."""
+    target = Path(path)
+    removed = 0
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+            removed += 1
+    return removed
