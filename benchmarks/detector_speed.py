@@ -13,35 +13,21 @@ Usage: python benchmarks/detector_speed.py [--threads 2] [--repeat 3] [--device 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torchvision
-
 from cellbridge.engines.detector import build_detector
 from cellbridge.engines.device import resolve_device
 from cellbridge.engines.preprocess import to_batch
 from cellbridge.engines.registry import make_engine
 from cellbridge.models.package import ModelPackage, ModelSpec, load_model
+from timing import timed
 
 TILE = 512
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "JPEGImages"
-
-
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    """Median seconds of `repeat` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def tiles(count: int) -> tuple[list[np.ndarray], str]:

@@ -2,7 +2,7 @@
 
 Rows: per-512²-tile latency and MP/s of
 - `nuclei-he` forward pass only, and forward + post-processing (peaks, watershed, polygons, measurements);
-- torchvision Faster R-CNN R50-FPN (weights=None) forward on the same tiles, for reference;
+- torchvision Faster R-CNN R50-FPN and Mask R-CNN R50-FPN (weights=None) forwards on the same tiles, for reference;
 - the end-to-end pipeline (`Pipeline.run` on a synthetic slide: reading, tissue, merge, GeoJSON) against the
   pure forward time of the same number of tiles (the share of the run that is model compute).
 
@@ -12,34 +12,20 @@ Usage: python benchmarks/nuclei_speed.py [--size 4096] [--threads 2] [--repeat 3
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
-
 from cellbridge.engines.device import autocast, resolve_device
 from cellbridge.engines.preprocess import to_batch
 from cellbridge.io.slides import open_slide
 from cellbridge.pipeline.run import Pipeline, RunOptions
 from cellbridge.synth import SynthConfig, generate_slide, render_region
 from cellbridge.tiling.plan import Tile
+from timing import timed
 
 TILE = 512
-
-
-def timed(fn, repeat: int) -> float:
-    """Median seconds of `repeat` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -86,11 +72,20 @@ def main() -> None:
             return rcnn(images)
 
     t_rcnn = timed(rcnn_forward, max(1, args.repeat - 1)) / len(tiles)
+    mask_rcnn = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                                                  min_size=TILE, max_size=TILE).eval().to(device)
+
+    def mask_rcnn_forward():
+        with torch.inference_mode(), autocast(device):
+            return mask_rcnn(images)
+
+    t_mask = timed(mask_rcnn_forward, max(1, args.repeat - 1)) / len(tiles)
     mp = TILE * TILE / 1e6
     rows.append(("nuclei-he forward", t_forward, mp / t_forward))
     rows.append(("nuclei-he post-processing (CPU, one thread)", t_post, mp / t_post))
     rows.append(("nuclei-he forward + post-processing", t_forward + t_post, mp / (t_forward + t_post)))
     rows.append(("torchvision Faster R-CNN R50-FPN forward", t_rcnn, mp / t_rcnn))
+    rows.append(("torchvision Mask R-CNN R50-FPN forward", t_mask, mp / t_mask))
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "slide.tif"

@@ -5,7 +5,8 @@ Rows:
    (target ≥ 0.9: reading, post-processing and merging hidden behind compute);
 2. a 20%-tissue slide vs a full-tissue slide of the same size (target ≤ 0.3× the time);
 3. peak RSS of a run on growing slides (target < 2 GiB and flat as the slide grows), each in its own process;
-4. post-processing (watershed, polygons, measurements) on 1 vs 2 worker threads.
+   (RSS of the main process; "all processes": the PSS of it and its post-processing workers together);
+4. post-processing (watershed, polygons, measurements) on 1 thread vs 2 threads vs 2 worker processes.
 
 Usage: python benchmarks/whole_slide.py [--size 8192] [--rss-sizes 10000,20000,40000] [--threads 2]
 Slides are generated into a temporary folder (or --work DIR to keep them between runs).
@@ -23,7 +24,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from cellbridge.engines.device import autocast
 from cellbridge.engines.preprocess import to_batch
 from cellbridge.io.slides import open_slide
@@ -31,18 +31,33 @@ from cellbridge.pipeline.run import Pipeline, RunOptions
 from cellbridge.synth import SynthConfig, generate_slide, render_region
 
 RSS_CHILD = """
-import json, sys, time, torch
+import json, sys, threading, time, psutil, torch
 torch.set_num_threads(int(sys.argv[3]))
 from cellbridge.io.slides import open_slide
 from cellbridge.pipeline.run import Pipeline, RunOptions
+me, peak_pss, running = psutil.Process(), [0], True
+
+def sample():  # the memory of this process and its post-processing workers (PSS: shared pages counted once)
+    while running:
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_full_info().pss
+            except psutil.Error:
+                pass
+        peak_pss[0] = max(peak_pss[0], total)
+        time.sleep(0.2)
+
+threading.Thread(target=sample, daemon=True).start()
 pipeline = Pipeline("nuclei-he", RunOptions(device="cpu", batch_size=4))
 with open_slide(sys.argv[1]) as slide:
     start = time.perf_counter()
     result = pipeline.run(slide, sys.argv[2])
+running = False
 # VmHWM, not ru_maxrss: a forked child inherits its parent's ru_maxrss, while exec starts a new VmHWM
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"tiles": result.tiles, "objects": result.objects, "seconds": time.perf_counter() - start,
-                  "peak_rss_mib": peak / 1024}))
+                  "peak_rss_mib": peak / 1024, "peak_tree_pss_mib": peak_pss[0] / 2**20}))
 """
 
 
@@ -77,29 +92,25 @@ def pipeline_scene():
     return build_scene(SynthConfig(width=4096, height=512, tissue_fraction=1.0, seed=2))
 
 
-def postprocess_speedup(tiles: int = 8) -> tuple[float, float]:
-    """Seconds to post-process `tiles` tiles with 1 and with 2 worker threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from cellbridge.engines.measure import measure_objects
+def postprocess_speedup(tiles: int = 16) -> dict[str, float]:
+    """Seconds to post-process (objects + measurements) `tiles` tiles on 1 and 2 threads and 2 processes."""
+    from cellbridge.pipeline.postprocess import TilePostprocess, postprocess_pool
     from cellbridge.tiling.plan import Tile
 
     pipeline = Pipeline("nuclei-he", RunOptions(device="cpu", batch_size=tiles))
     rgbs = [render_region(pipeline_scene(), 512 * (i % 8), 0, 512, 512) for i in range(tiles)]
-    raws = pipeline.engine.infer(to_batch(rgbs, pipeline.package.spec.preprocessing))
+    with torch.inference_mode():
+        raws = pipeline.engine.infer(to_batch(rgbs, pipeline.package.spec.preprocessing))
     infos = [Tile(i, 0, i, 512.0 * i, 0.0, 512, 1.0, (512 * i, 0, 512 * (i + 1), 512)) for i in range(tiles)]
-
-    def post(i: int) -> None:
-        objects = pipeline.engine.postprocess(raws[i], rgbs[i], infos[i])
-        measure_objects(objects, rgbs[i], (infos[i].x, 0.0), 1.0, 0.5, "Nucleus")
-
-    times = []
-    for workers in (1, 2):
-        with ThreadPoolExecutor(workers) as pool:
+    post = TilePostprocess(pipeline.engine.postprocessor(), mpp=0.5, compartment="Nucleus")
+    times = {}
+    for name, workers, processes in (("1 thread", 1, False), ("2 threads", 2, False), ("2 processes", 2, True)):
+        with postprocess_pool(workers, processes) as pool:
+            list(pool.map(post, raws[:workers], rgbs[:workers], infos[:workers]))  # start the workers
             start = time.perf_counter()
-            list(pool.map(post, range(tiles)))
-            times.append(time.perf_counter() - start)
-    return times[0], times[1]
+            list(pool.map(post, raws, rgbs, infos))
+            times[name] = time.perf_counter() - start
+    return times
 
 
 def main() -> None:
@@ -125,9 +136,11 @@ def main() -> None:
         rows.append((f"20% tissue vs full tissue, {args.size}² ({r_sparse['tiles']} vs {r_full['tiles']} tiles)",
                      f"{r_sparse['seconds']:.1f} s vs {r_full['seconds']:.1f} s",
                      f"{r_sparse['seconds'] / r_full['seconds']:.2f} (target ≤ 0.3)"))
-        one, two = postprocess_speedup()
-        rows.append(("post-processing 8 tiles, 1 vs 2 threads", f"{one:.2f} s vs {two:.2f} s",
-                     f"{one / two:.2f}× speed-up"))
+        post = postprocess_speedup()
+        one = post["1 thread"]
+        for name in ("2 threads", "2 processes"):
+            rows.append((f"post-processing 16 tiles, 1 thread vs {name}", f"{one:.2f} s vs {post[name]:.2f} s",
+                         f"{one / post[name]:.2f}× speed-up"))
         rss = []
         for size in [int(s) for s in args.rss_sizes.split(",") if s]:
             path = slide(work, size, args.rss_tissue)
@@ -135,9 +148,10 @@ def main() -> None:
                                    str(args.threads)], capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
             rss.append((size, result))
-            rows.append((f"peak RSS, {size}² slide, {args.rss_tissue:.0%} tissue ({result['tiles']} tiles, "
-                         f"{result['objects']} nuclei)", f"{result['peak_rss_mib']:.0f} MiB",
-                         f"{result['peak_rss_mib'] / rss[0][1]['peak_rss_mib']:.2f}× the smallest"))
+            rows.append((f"peak memory, {size}² slide, {args.rss_tissue:.0%} tissue ({result['tiles']} tiles, "
+                         f"{result['objects']} nuclei, {result['seconds']:.0f} s)",
+                         f"RSS {result['peak_rss_mib']:.0f} MiB, all processes {result['peak_tree_pss_mib']:.0f} MiB",
+                         f"{result['peak_tree_pss_mib'] / rss[0][1]['peak_tree_pss_mib']:.2f}× the smallest"))
     print(f"device: {pipeline.device}, torch threads: {args.threads}, "
           f"CPU cores: {len(__import__('os').sched_getaffinity(0))}, peak RSS of this process "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import distributed
 import pytest
+
 from cellbridge.batch import BatchOptions, run_batch
 from cellbridge.batch.distributed import model_loads
 from cellbridge.cli import batch as batch_cli

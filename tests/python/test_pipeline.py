@@ -108,6 +108,35 @@ def test_cells_expand_without_overlap(synthetic) -> None:
     assert "Cell: Area µm^2" in cells[0].measurements and "Nucleus: Area µm^2" in cells[0].measurements
 
 
+def test_worker_processes_post_process_exactly_as_threads_and_never_import_torch(synthetic) -> None:
+    def objects(processes: bool, model: str = "nuclei-he") -> list:
+        options = RunOptions(device="cpu", tile_size=256, overlap=48, cell_expansion=2.0, batch_size=2,
+                             postprocess_processes=processes)
+        with open_slide(synthetic.path) as slide:
+            return list(Pipeline(model, options).objects(slide, roi=box(0, 0, 1000, 700)))
+
+    for model in ("nuclei-he", "classical"):
+        threads, processes = objects(False, model), objects(True, model)
+        assert len(threads) > 100 and len(processes) == len(threads), model
+        for a, b in zip(sorted(threads, key=lambda o: o.geometry.wkb), sorted(processes, key=lambda o: o.geometry.wkb)):
+            assert a.geometry.equals_exact(b.geometry, 0) and a.nucleus_geometry.equals_exact(b.nucleus_geometry, 0)
+            assert a.class_name == b.class_name and a.measurements == b.measurements
+
+    from cellbridge.pipeline.postprocess import postprocess_pool
+
+    with postprocess_pool(1, processes=True) as pool:
+        assert pool.submit(eval, "'torch' in __import__('sys').modules").result() is False
+        assert pool.submit(eval, "'numpy' in __import__('sys').modules").result() is True
+
+
+def test_an_engine_without_a_torch_free_post_processing_refuses_processes(synthetic) -> None:
+    from cellbridge.errors import CellBridgeError
+
+    pipeline = Pipeline("bccd-frcnn", RunOptions(device="cpu", postprocess_processes=True))
+    with open_slide(synthetic.path) as slide, pytest.raises(CellBridgeError, match="worker processes"):
+        list(pipeline.objects(slide, roi=box(0, 0, 300, 300)))
+
+
 def test_cli_nuclei_writes_geojson_and_overlay_and_fails_cleanly(synthetic, tmp_path: Path) -> None:
     out, overlay = tmp_path / "n.geojson", tmp_path / "n.png"
     done = subprocess.run([sys.executable, "-m", "cellbridge", "nuclei", str(synthetic.path), "--out", str(out),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -74,6 +73,8 @@ def run_task(runner: ImageRunner, task: ImageTask, hosts: dict[str, int]) -> Ima
             from distributed import get_worker
             from distributed.comm import get_address_host
 
+            from cellbridge.engines.device import available_cores
+
             share = hosts.get(get_address_host(get_worker().address), 1)
             runner.options = replace(runner.options, threads=max(1, available_cores() // share))
         cached = _RUNNERS[runner.signature] = runner
@@ -93,17 +94,11 @@ def workers_per_host(client: Any) -> dict[str, int]:
     return counts
 
 
-def available_cores() -> int:
-    """The cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def default_local_workers() -> int:
     """One worker per GPU, else one per two cores (at most four)."""
     import torch
+
+    from cellbridge.engines.device import available_cores
 
     if torch.cuda.is_available():
         return torch.cuda.device_count()

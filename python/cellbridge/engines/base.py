@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def postprocess(self, raw: Any, rgb: np.ndarray, tile: Tile) -> list[PathObject]:
         """Objects of one tile (level-0 coordinates) from its raw output and its RGB pixels."""
+
+    def postprocessor(self) -> Callable[[Any, np.ndarray, Tile], list[PathObject]] | None:
+        """`postprocess` as a picklable callable that imports no torch, so worker processes can run it; None when
+        the engine has none (its post-processing then runs in threads)."""
+        return None
 
     @property
     def object_size(self) -> float:

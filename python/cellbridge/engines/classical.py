@@ -5,7 +5,7 @@ Hematoxylin by colour deconvolution (`cellbridge.ihc.StainVectors`, QuPath's def
 subtraction (white top-hat, QuPath's "background radius") → Gaussian smoothing → threshold (Otsu, local mean, or
 a fixed optical density) → distance-transform peaks seed a watershed inside the mask → polygons. The distance map
 and mask then go through the same seeded watershed and object building as the learned nuclei engine
-(`engines.nuclei.segment_nuclei`, `NucleiEngine.postprocess`), so cells, scores, classes and seams behave alike.
+(`engines.nuclei_objects`), so cells, scores, classes and seams behave alike.
 
 All sizes are in µm in model.json `postprocessing` and converted with the package's `mpp` (the pipeline has
 already resampled the tile to it):
@@ -27,16 +27,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import cv2
-import numpy as np
 import torch
-from scipy import ndimage as ndi
-from skimage.filters import threshold_otsu
 
+from cellbridge.engines.classical_objects import ClassicalObjects
 from cellbridge.engines.nuclei import NucleiEngine
 from cellbridge.models.package import ModelSpec
-from cellbridge.objects import PathObject
-from cellbridge.tiling.plan import Tile
 
 DEFAULTS: dict[str, Any] = {
     "stains": "he",
@@ -109,45 +104,9 @@ class ClassicalEngine(NucleiEngine):
     def infer(self, batch: torch.Tensor) -> list[None]:
         return [None] * len(batch)  # all work is per tile, on the RGB pixels (postprocess)
 
-    def postprocess(self, raw: Any, rgb: np.ndarray, tile: Tile) -> list[PathObject]:
-        distance, mask = classical_maps(rgb, self.stains, self.settings)
-        if not mask.any():
-            return []
-        objects = super().postprocess(np.stack([distance, mask.astype(np.float32)]), rgb, tile)
-        limit = self.settings["max_area"] * tile.downsample ** 2  # level-0 px²
-        return [o for o in objects if o.locating_geometry.area <= limit]
+    def postprocessor(self) -> ClassicalObjects:
+        return ClassicalObjects(super().postprocessor(), self.stains, dict(self.settings))
 
 
 _NUCLEI_OPTIONS = ("peak_threshold", "min_distance", "fg_threshold", "min_area", "foreground",
                    "cell_expansion_px", "max_object_size")
-
-
-def hematoxylin(rgb: np.ndarray, stains: Any) -> np.ndarray:
-    """Hematoxylin optical density (float32) of an RGB tile by colour deconvolution."""
-    return stains.separate(rgb)[..., stains.index("Hematoxylin")]
-
-
-def classical_maps(rgb: np.ndarray, stains: Any,
-                   settings: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Distance map (scaled so the largest allowed nucleus radius is 1) and nucleus mask of an RGB tile."""
-    h = hematoxylin(rgb, stains)
-    radius = settings["background_radius"]
-    if radius > 0:
-        size = 2 * int(round(radius)) + 1
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-        h = cv2.morphologyEx(h, cv2.MORPH_TOPHAT, kernel)
-    if settings["sigma"] > 0:
-        h = cv2.GaussianBlur(h, (0, 0), settings["sigma"])
-    threshold = settings["threshold"]
-    if threshold == "otsu":
-        level = threshold_otsu(h) if np.ptp(h) > 1e-6 else np.inf
-        mask = h > max(level, settings["min_od"])
-    elif threshold == "local":
-        local = cv2.blur(h, (settings["local_block"], settings["local_block"]))
-        mask = (h > local) & (h > settings["min_od"])
-    else:
-        mask = h > float(threshold)
-    mask = ndi.binary_fill_holes(mask)
-    distance = ndi.distance_transform_edt(mask).astype(np.float32)
-    distance = cv2.GaussianBlur(distance, (0, 0), 1.0)  # one peak per round blob, not a ridge of them
-    return distance / max(settings["max_radius"], 1.0), mask

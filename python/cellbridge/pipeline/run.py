@@ -22,9 +22,8 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from cellbridge.engines.base import Engine
-from cellbridge.engines.classify import apply_classifier, load_classifier
-from cellbridge.engines.device import AdaptiveBatcher, autocast, resolve_device, to_device
-from cellbridge.engines.measure import measure_objects
+from cellbridge.engines.classify import load_classifier
+from cellbridge.engines.device import AdaptiveBatcher, autocast, available_cores, resolve_device, to_device
 from cellbridge.engines.preprocess import preprocess_image
 from cellbridge.engines.registry import make_engine
 from cellbridge.errors import CellBridgeError
@@ -33,6 +32,7 @@ from cellbridge.io.slides import Slide
 from cellbridge.merge.seams import SeamMerger
 from cellbridge.models.package import ModelPackage, load_model
 from cellbridge.objects import PathObject
+from cellbridge.pipeline.postprocess import PROCESS_MIN_TILES, TilePostprocess, postprocess_pool
 from cellbridge.tiling import detect_tissue, plan_tiles
 from cellbridge.tiling.plan import Tile, TilePlan
 
@@ -51,6 +51,7 @@ class RunOptions:
     overlap: int | None = None
     readers: int = 2
     postprocess_workers: int = 2
+    postprocess_processes: bool | None = None  # post-process in worker processes (None: for ≥ 48 tiles if possible)
     tissue: bool = True
     pixel_size: float | None = None          # µm/px of the input when the slide does not say
     estimate_scale: bool = False             # neither known: estimate µm/px from the nuclei (pipeline.scale)
@@ -171,22 +172,23 @@ class Pipeline:
             rgb = slide.read_region(tile.x, tile.y, tile.extent, tile.extent, tile.downsample)
             return tile, rgb, preprocess_image(rgb, preprocessing)
 
-        def post(raw: Any, rgb: np.ndarray, tile: Tile) -> tuple[Tile, list[PathObject]]:
-            objects = self.engine.postprocess(raw, rgb, tile)
-            if make_merger is None and self.options.measure and objects:  # regions are measured by their merger
-                measure_objects(objects, rgb, (tile.x, tile.y), tile.downsample, mpp, self.engine.compartment)
-                if self.classifier is not None:
-                    apply_classifier(objects, self.classifier)
-                if self.options.stain_vectors is not None:
-                    from cellbridge.ihc import score_objects
-                    score_objects(objects, rgb, (tile.x, tile.y), tile.downsample, self.options.stain_vectors,
-                                  self.options.positivity, self.engine.compartment or "Nucleus",
-                                  derive=self.options.derive_classes)
-            return tile, objects
+        engine_post = self.engine.postprocessor()
+        processes = self.options.postprocess_processes
+        if processes is None:  # auto: processes for whole slides, when the engine's post-processing allows it
+            processes = engine_post is not None and len(tiles) >= PROCESS_MIN_TILES and available_cores() > 1
+        elif processes and engine_post is None:
+            raise CellBridgeError(f"model {self.package.spec.name!r} ({self.package.spec.task}): its "
+                                  "post-processing cannot run in worker processes; use threads")
+        post = TilePostprocess(
+            engine_post if processes else self.engine.postprocess,
+            measure=make_merger is None and self.options.measure,  # regions are measured by their merger
+            mpp=mpp, compartment=self.engine.compartment, classifier=self.classifier,
+            stain_vectors=self.options.stain_vectors, positivity=self.options.positivity,
+            derive_classes=self.options.derive_classes)
 
         done = 0
         with ThreadPoolExecutor(self.options.readers, thread_name_prefix="cellbridge-read") as readers, \
-                ThreadPoolExecutor(self.options.postprocess_workers, thread_name_prefix="cellbridge-post") as posts:
+                postprocess_pool(self.options.postprocess_workers, processes) as posts:
             ahead = max(2 * batch, self.options.readers * 2)
             pending_reads: deque[Future] = deque(readers.submit(read, t) for t in tiles[:ahead])
             next_tile = len(pending_reads)

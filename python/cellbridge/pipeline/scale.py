@@ -26,7 +26,7 @@ PIXEL_SIZE_RANGE = (0.1, 2.0)  # µm/px; estimates are clipped to it
 def typical_nucleus_diameter(rgb: np.ndarray, stains: Any = None) -> tuple[float | None, int]:
     """Area-weighted median equivalent diameter (px) of the compact stained blobs of an RGB image, and how
     many blobs were measured (None when fewer than `MIN_NUCLEI`)."""
-    from cellbridge.engines.classical import classical_maps
+    from cellbridge.engines.classical_objects import classical_maps
     from cellbridge.ihc import StainVectors
 
     stains = stains or StainVectors.default("he")

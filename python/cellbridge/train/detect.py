@@ -37,8 +37,8 @@ from cellbridge.datasets.voc import read_voc
 from cellbridge.engines.detector import COMPACT_DEFAULTS, DEFAULTS, build_detector, filter_detections
 from cellbridge.engines.device import resolve_device
 from cellbridge.engines.preprocess import preprocess_image
-from cellbridge.evaluate.detection import coco_detection_metrics
 from cellbridge.errors import DatasetError
+from cellbridge.evaluate.detection import coco_detection_metrics
 from cellbridge.models.package import ModelPackage, ModelSpec, load_model
 from cellbridge.objects import class_color
 from cellbridge.train.augment import build_augmentation, reseed

@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 
 from cellbridge.datasets.coco import read_coco
 from cellbridge.datasets.records import Dataset, ImageRecord
-from cellbridge.engines.nuclei import build_nuclei_unet, segment_nuclei
+from cellbridge.engines.nuclei import build_nuclei_unet
+from cellbridge.engines.nuclei_objects import segment_nuclei
 from cellbridge.engines.preprocess import preprocess_image
 from cellbridge.errors import DatasetError
 from cellbridge.geometry import rasterize
