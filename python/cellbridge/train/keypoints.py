@@ -27,7 +27,7 @@ from cellbridge.errors import DatasetError
 from cellbridge.geometry import rasterize
 from cellbridge.models.package import ModelSpec
 
-IGNORE = -100
+IGNORE = -100  # class target of pixels without a class (torch's cross-entropy ignore_index)
 
 
 STAIN_JITTER = ("mild", "strong")

@@ -40,8 +40,8 @@ from cellbridge.models.package import ModelSpec
 from cellbridge.objects import class_color
 from cellbridge.train.augment import build_augmentation, reseed
 from cellbridge.train.detect import _random_split, read_rgb
+from cellbridge.train.keypoints import IGNORE
 
-IGNORE = -100
 MIN_WEIGHT, MAX_WEIGHT = 0.05, 25.0
 BACKGROUND = "Background"
 
