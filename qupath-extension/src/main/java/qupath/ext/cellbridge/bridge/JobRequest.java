@@ -5,8 +5,10 @@ import com.google.gson.JsonObject;
 import org.locationtech.jts.geom.Geometry;
 
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Objects;
 
 /**
@@ -101,25 +103,36 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
             return DEFAULTS;
         }
 
+        /** @return the options that are set, by protocol name, in a fixed order */
+        public Map<String, Object> toMap() {
+            Map<String, Object> map = new LinkedHashMap<>();
+            putIfSet(map, "device", device);
+            putIfSet(map, "batchSize", batchSize);
+            putIfSet(map, "tileSize", tileSize);
+            putIfSet(map, "overlap", overlap);
+            putIfSet(map, "cellExpansion", cellExpansion);
+            putIfSet(map, "threshold", threshold);
+            putIfSet(map, "tissue", tissue);
+            putIfSet(map, "measure", measure);
+            return map;
+        }
+
         JsonObject toJson() {
             JsonObject json = new JsonObject();
-            if (device != null)
-                json.addProperty("device", device);
-            if (batchSize != null)
-                json.addProperty("batchSize", batchSize);
-            if (tileSize != null)
-                json.addProperty("tileSize", tileSize);
-            if (overlap != null)
-                json.addProperty("overlap", overlap);
-            if (cellExpansion != null)
-                json.addProperty("cellExpansion", cellExpansion);
-            if (threshold != null)
-                json.addProperty("threshold", threshold);
-            if (tissue != null)
-                json.addProperty("tissue", tissue);
-            if (measure != null)
-                json.addProperty("measure", measure);
+            toMap().forEach((key, value) -> {
+                if (value instanceof Number number)
+                    json.addProperty(key, number);
+                else if (value instanceof Boolean bool)
+                    json.addProperty(key, bool);
+                else
+                    json.addProperty(key, value.toString());
+            });
             return json;
+        }
+
+        private static void putIfSet(Map<String, Object> map, String key, Object value) {
+            if (value != null)
+                map.put(key, value);
         }
     }
 

@@ -114,9 +114,7 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
      * @return the builder
      */
     public JobRequest.Builder request(String modelTask) {
-        JobRequest.Builder builder = JobRequest.builder(resolveTask(modelTask), model)
-                .options(new JobRequest.Options(device, batchSize, tileSize, overlap, cellExpansion, threshold, tissue,
-                        measure));
+        JobRequest.Builder builder = JobRequest.builder(resolveTask(modelTask), model).options(options());
         if (pixelSize != null)
             builder.pixelSize(pixelSize);
         return builder;
@@ -126,25 +124,20 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
     public Map<String, Object> parameters() {
         Map<String, Object> map = new LinkedHashMap<>();
         map.put("model", model);
-        putIfSet(map, "task", task == null ? null : task.protocolName());
-        putIfSet(map, "device", device);
-        putIfSet(map, "batchSize", batchSize);
-        putIfSet(map, "tileSize", tileSize);
-        putIfSet(map, "overlap", overlap);
-        putIfSet(map, "cellExpansion", cellExpansion);
-        putIfSet(map, "threshold", threshold);
-        putIfSet(map, "tissue", tissue);
-        putIfSet(map, "measure", measure);
-        putIfSet(map, "pixelSize", pixelSize);
+        if (task != null)
+            map.put("task", task.protocolName());
+        map.putAll(options().toMap());
+        if (pixelSize != null)
+            map.put("pixelSize", pixelSize);
         map.put("replaceExisting", replaceExisting);
         if (sendTiles)
             map.put("sendTiles", true);
         return map;
     }
 
-    private static void putIfSet(Map<String, Object> map, String key, Object value) {
-        if (value != null)
-            map.put(key, value);
+    /** @return the processing options of a request */
+    public JobRequest.Options options() {
+        return new JobRequest.Options(device, batchSize, tileSize, overlap, cellExpansion, threshold, tissue, measure);
     }
 
     /**
