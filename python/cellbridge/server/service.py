@@ -22,6 +22,7 @@ from typing import Any
 from cellbridge import __version__
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.qupath_geojson import objects_to_json
+from cellbridge.io.slides import Slide
 from cellbridge.objects import PathObject
 from cellbridge.server.requests import PROTOCOL_VERSION, JobRequest, RequestError, parse_request
 
@@ -37,6 +38,7 @@ class Job:
 
     id: str
     request: JobRequest
+    slide: Slide | None = None       # opened (and checked) at submit; closed when the job ends
     state: str = "queued"            # queued, running, done, failed, cancelled
     progress: float = 0.0
     message: str = "waiting in the queue"
@@ -57,6 +59,11 @@ class Job:
         if self.pending:
             self.chunks.append(objects_to_json(self.pending))
             self.pending = []
+
+    def close(self) -> None:
+        """Close the job's slide (the job will not run, or has run)."""
+        if self.slide is not None:
+            self.slide.close()
 
     def status(self) -> dict[str, Any]:
         with self.lock:
@@ -130,9 +137,13 @@ class CellBridgeService:
     def submit(self, request_json: str) -> str:
         request = parse_request(request_json)
         self._pipeline(request)  # load (and cache) the model now: an unknown model fails the submit itself
-        with request.open() as slide:  # an unreadable slide or a region outside it fails now, with its reason
+        slide = request.open()  # an unreadable slide or a region outside it fails now, with its reason
+        try:
             _check_region(request, slide.dimensions)
-        job = Job(uuid.uuid4().hex, request)
+        except BaseException:
+            slide.close()
+            raise
+        job = Job(uuid.uuid4().hex, request, slide)
         self.jobs[job.id] = job
         self.queue.put(job)
         return job.id
@@ -216,6 +227,7 @@ class CellBridgeService:
             if job is None:
                 return
             if job.cancel_requested.is_set():
+                job.close()
                 continue
             self._run(job)
 
@@ -227,23 +239,24 @@ class CellBridgeService:
         try:
             pipeline = self._pipeline(job.request)
             self._configure(pipeline, job.request)
-            with job.request.open() as slide:
-                _check_region(job.request, slide.dimensions)
-                pipeline.options.stain_vectors = None
-                if job.request.options.get("stain") == "ihc-dab":
-                    from cellbridge.ihc import stains_for_slide
-                    job.message = "estimating stain vectors"
-                    stains, note = stains_for_slide(job.request.options.get("stainVectors", "estimate"), slide)
-                    pipeline.options.stain_vectors = stains
-                    pipeline.options.positivity = job.request.options.get("positivity", (0.2, 0.4, 0.6))
-                    log.info("job %s: %s", job.id, note)
+            if job.slide is None:
+                job.slide = job.request.open()
+            slide = job.slide
+            pipeline.options.stain_vectors = None
+            if job.request.options.get("stain") == "ihc-dab":
+                from cellbridge.ihc import stains_for_slide
+                job.message = "estimating stain vectors"
+                stains, note = stains_for_slide(job.request.options.get("stainVectors", "estimate"), slide)
+                pipeline.options.stain_vectors = stains
+                pipeline.options.positivity = job.request.options.get("positivity", (0.2, 0.4, 0.6))
+                log.info("job %s: %s", job.id, note)
 
-                def progress(done: int, total: int) -> None:
-                    job.progress = done / max(total, 1)
-                    job.message = f"{done} of {total} tiles"
+            def progress(done: int, total: int) -> None:
+                job.progress = done / max(total, 1)
+                job.message = f"{done} of {total} tiles"
 
-                pipeline.run(slide, None, job.request.region, cancelled=job.cancel_requested.is_set,
-                             on_object=job.add, on_progress=progress)
+            pipeline.run(slide, None, job.request.region, cancelled=job.cancel_requested.is_set,
+                         on_object=job.add, on_progress=progress)
             with job.lock:
                 job._flush()
                 job.state, job.progress, job.message = "done", 1.0, f"{job.objects} objects"
@@ -257,6 +270,8 @@ class CellBridgeService:
             log.error("job %s crashed:\n%s", job.id, traceback.format_exc())
             with job.lock:
                 job.state, job.message = "failed", f"{type(error).__name__}: {error}"
+        finally:
+            job.close()
 
 
 def _check_region(request: JobRequest, size: tuple[int, int]) -> None:
