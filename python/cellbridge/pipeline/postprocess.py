@@ -1,15 +1,17 @@
 """Per-tile post-processing beside the forward pass: the engine's objects, then measurements, a classifier and
-IHC positivity — in worker threads, or in worker processes when the engine's post-processing needs no torch.
+IHC positivity — in worker threads, or in worker processes when the engine's post-processing is picklable.
 
 Threads do not add up across cores here: scikit-image's watershed and shapely hold the GIL for much of their work.
-Worker processes do. They start with the `forkserver` method: each worker forks from a small server process that
-imported numpy, scikit-image, shapely and the post-processing modules, never torch (about 100 MB per worker
-instead of the 560 MB a torch import costs). This module imports no torch either.
+Worker processes do. On Linux they are forked from the running process when the pool is made, before the reader
+threads start (PyTorch's DataLoader workers start the same way): no module is imported again, the model's memory
+is shared copy-on-write, and a script needs no `if __name__ == "__main__"` guard. Elsewhere (macOS, Windows, where
+fork is unsafe or missing) the pipeline uses threads unless asked for processes, which are then spawned.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,12 +26,6 @@ from cellbridge.tiling.plan import Tile
 
 #: below this many tiles a run post-processes in threads: starting worker processes is not worth it
 PROCESS_MIN_TILES = 48
-#: what the forkserver imports once, so that each worker starts ready; "__main__" as multiprocessing's default
-#: (a script's top-level imports run once in the server, not again in every worker)
-PRELOAD = ["__main__", "cellbridge.pipeline.postprocess", "cellbridge.engines.nuclei_objects",
-           "cellbridge.engines.classical_objects", "cellbridge.ihc"]
-
-
 @dataclass
 class TilePostprocess:
     """Objects of one tile, measured, classified and scored. Picklable when `objects_of` is."""
@@ -57,13 +53,18 @@ class TilePostprocess:
         return tile, objects
 
 
+def processes_by_default() -> bool:
+    """Whether worker processes start cheaply and safely here (fork: Linux)."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
 def postprocess_pool(workers: int, processes: bool) -> Executor:
-    """`workers` post-processing threads, or worker processes (forkserver where there is one, else spawn)."""
+    """`workers` post-processing threads, or worker processes: forked (Linux; all started now, so make the pool
+    before starting other threads) or spawned elsewhere."""
     if not processes:
         return ThreadPoolExecutor(workers, thread_name_prefix="cellbridge-post")
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOAD)  # takes effect when this process first starts its forkserver
-    else:
-        context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context)
+    if processes_by_default():
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        pool.submit(int).result()  # a fork pool starts all its workers at the first task: do it now
+        return pool
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))

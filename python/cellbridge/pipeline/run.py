@@ -32,7 +32,12 @@ from cellbridge.io.slides import Slide
 from cellbridge.merge.seams import SeamMerger
 from cellbridge.models.package import ModelPackage, load_model
 from cellbridge.objects import PathObject
-from cellbridge.pipeline.postprocess import PROCESS_MIN_TILES, TilePostprocess, postprocess_pool
+from cellbridge.pipeline.postprocess import (
+    PROCESS_MIN_TILES,
+    TilePostprocess,
+    postprocess_pool,
+    processes_by_default,
+)
 from cellbridge.tiling import detect_tissue, plan_tiles
 from cellbridge.tiling.plan import Tile, TilePlan
 
@@ -51,7 +56,7 @@ class RunOptions:
     overlap: int | None = None
     readers: int = 2
     postprocess_workers: int = 2
-    postprocess_processes: bool | None = None  # post-process in worker processes (None: for ≥ 48 tiles if possible)
+    postprocess_processes: bool | None = None  # worker processes (None: on Linux, for runs of ≥ 48 tiles)
     tissue: bool = True
     pixel_size: float | None = None          # µm/px of the input when the slide does not say
     estimate_scale: bool = False             # neither known: estimate µm/px from the nuclei (pipeline.scale)
@@ -175,7 +180,8 @@ class Pipeline:
         engine_post = self.engine.postprocessor()
         processes = self.options.postprocess_processes
         if processes is None:  # auto: processes for whole slides, when the engine's post-processing allows it
-            processes = engine_post is not None and len(tiles) >= PROCESS_MIN_TILES and available_cores() > 1
+            processes = (engine_post is not None and len(tiles) >= PROCESS_MIN_TILES and available_cores() > 1
+                         and processes_by_default())
         elif processes and engine_post is None:
             raise CellBridgeError(f"model {self.package.spec.name!r} ({self.package.spec.task}): its "
                                   "post-processing cannot run in worker processes; use threads")
@@ -187,8 +193,9 @@ class Pipeline:
             derive_classes=self.options.derive_classes)
 
         done = 0
-        with ThreadPoolExecutor(self.options.readers, thread_name_prefix="cellbridge-read") as readers, \
-                postprocess_pool(self.options.postprocess_workers, processes) as posts:
+        # the post-processing pool first: worker processes are forked before the reader threads start
+        with postprocess_pool(self.options.postprocess_workers, processes) as posts, \
+                ThreadPoolExecutor(self.options.readers, thread_name_prefix="cellbridge-read") as readers:
             ahead = max(2 * batch, self.options.readers * 2)
             pending_reads: deque[Future] = deque(readers.submit(read, t) for t in tiles[:ahead])
             next_tile = len(pending_reads)
