@@ -430,6 +430,39 @@ public final class CellBridge {
         }
 
         /**
+         * Score DAB positivity per nucleus (IHC): classes Negative/1+/2+/3+ (or Negative/Positive with one
+         * threshold) and QuPath's positive-cell measurements, from which QuPath shows Positive % and H-score for
+         * the annotations.
+         * @param stain "ihc-dab", or "he" (default: no scoring)
+         * @return this builder
+         */
+        public Builder stain(String stain) {
+            settings.stain(stain);
+            return this;
+        }
+
+        /**
+         * @param stainVectors "estimate" (per image, the default), "default" (QuPath's H-DAB), or QuPath's stain
+         *                     string, e.g. {@code ColorDeconvolutionStains.getColorDeconvolutionStainsAsString(
+         *                     imageData.getColorDeconvolutionStains(), 5)}
+         * @return this builder
+         */
+        public Builder stainVectors(String stainVectors) {
+            settings.stainVectors(stainVectors);
+            return this;
+        }
+
+        /**
+         * @param thresholds DAB optical density thresholds: one (Positive) or three ascending (1+/2+/3+; default
+         *                   0.2, 0.4, 0.6 as QuPath's positive cell detection)
+         * @return this builder
+         */
+        public Builder positivity(double... thresholds) {
+            settings.positivity(thresholds);
+            return this;
+        }
+
+        /**
          * @param threshold score threshold (detectors) or peak threshold (nuclei) (default: the model's)
          * @return this builder
          */

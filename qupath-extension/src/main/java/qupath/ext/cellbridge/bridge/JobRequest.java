@@ -5,6 +5,7 @@ import com.google.gson.JsonObject;
 import org.locationtech.jts.geom.Geometry;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -92,11 +93,24 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
      * @param threshold detection threshold, or null for the model's
      * @param tissue whether to skip tiles without tissue, or null
      * @param measure whether to add measurements, or null
+     * @param stain {@code "he"}, or {@code "ihc-dab"} to score DAB positivity per nucleus (Negative/1+/2+/3+), or null
+     * @param stainVectors with {@code "ihc-dab"}: {@code "estimate"} (per image), {@code "default"} (QuPath's H-DAB),
+     *                     or QuPath's stain string ({@code ColorDeconvolutionStains.getColorDeconvolutionStainsAsString}),
+     *                     or null for the server's default (estimate)
+     * @param positivity with {@code "ihc-dab"}: DAB optical density thresholds, one (Positive/Negative) or three
+     *                   ascending (1+/2+/3+), or null for QuPath's 0.2/0.4/0.6
      */
     public record Options(String device, Integer batchSize, Integer tileSize, Integer overlap, Double cellExpansion,
-                          Double threshold, Boolean tissue, Boolean measure) {
+                          Double threshold, Boolean tissue, Boolean measure, String stain, String stainVectors,
+                          List<Double> positivity) {
 
-        private static final Options DEFAULTS = new Options(null, null, null, null, null, null, null, null);
+        private static final Options DEFAULTS = new Options(null, null, null, null, null, null, null, null, null, null,
+                null);
+
+        /** Copies the thresholds. */
+        public Options {
+            positivity = positivity == null ? null : List.copyOf(positivity);
+        }
 
         /** @return options that leave everything to the server */
         public static Options defaults() {
@@ -114,6 +128,9 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
             putIfSet(map, "threshold", threshold);
             putIfSet(map, "tissue", tissue);
             putIfSet(map, "measure", measure);
+            putIfSet(map, "stain", stain);
+            putIfSet(map, "stainVectors", stainVectors);
+            putIfSet(map, "positivity", positivity);
             return map;
         }
 
@@ -122,6 +139,11 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
             toMap().forEach((key, value) -> {
                 if (value instanceof Number number)
                     json.addProperty(key, number);
+                else if (value instanceof List<?> list) {
+                    JsonArray array = new JsonArray();
+                    list.forEach(v -> array.add((Number) v));
+                    json.add(key, array);
+                }
                 else if (value instanceof Boolean bool)
                     json.addProperty(key, bool);
                 else
@@ -255,6 +277,9 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
         private Double threshold;
         private Boolean tissue;
         private Boolean measure;
+        private String stain;
+        private String stainVectors;
+        private List<Double> positivity;
 
         private Builder(Task task, String model) {
             this.task = task;
@@ -335,6 +360,9 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
             this.threshold = options.threshold();
             this.tissue = options.tissue();
             this.measure = options.measure();
+            this.stain = options.stain();
+            this.stainVectors = options.stainVectors();
+            this.positivity = options.positivity();
             return this;
         }
 
@@ -410,10 +438,38 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
             return this;
         }
 
+        /**
+         * @param stain "he", or "ihc-dab" to score DAB positivity per nucleus
+         * @return this builder
+         */
+        public Builder stain(String stain) {
+            this.stain = stain;
+            return this;
+        }
+
+        /**
+         * @param stainVectors "estimate", "default" or QuPath's stain string (with "ihc-dab")
+         * @return this builder
+         */
+        public Builder stainVectors(String stainVectors) {
+            this.stainVectors = stainVectors;
+            return this;
+        }
+
+        /**
+         * @param thresholds DAB optical density thresholds: one, or three ascending
+         * @return this builder
+         */
+        public Builder positivity(double... thresholds) {
+            this.positivity = Arrays.stream(thresholds).boxed().toList();
+            return this;
+        }
+
         /** @return the request; throws IllegalArgumentException if it names no image or both kinds */
         public JobRequest build() {
             return new JobRequest(task, model, imagePath, imageWidth, imageHeight, pixelSize, region, roi,
-                    new Options(device, batchSize, tileSize, overlap, cellExpansion, threshold, tissue, measure),
+                    new Options(device, batchSize, tileSize, overlap, cellExpansion, threshold, tissue, measure, stain,
+                            stainVectors, positivity),
                     tiles);
         }
     }

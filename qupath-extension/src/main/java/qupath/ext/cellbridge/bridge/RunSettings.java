@@ -5,12 +5,15 @@ import com.google.gson.GsonBuilder;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
+import java.util.stream.Collectors;
 
 /**
  * Everything that defines one CellBridge run, independent of the image: the model, the task and the options
@@ -32,13 +35,17 @@ import java.util.TreeMap;
  * @param threshold detection / peak threshold, or null for the model's
  * @param tissue whether to skip tiles without tissue, or null
  * @param measure whether to add measurements, or null
+ * @param stain "he", or "ihc-dab" to score DAB positivity per nucleus (Negative/1+/2+/3+), or null
+ * @param stainVectors with "ihc-dab": "estimate", "default" or QuPath's stain string, or null (estimate)
+ * @param positivity with "ihc-dab": one or three ascending DAB optical density thresholds, or null (0.2/0.4/0.6)
  * @param pixelSize µm per level-0 pixel overriding the image's, or null
  * @param replaceExisting whether earlier detections under each parent are removed before the new ones are added
  * @param sendTiles whether QuPath always sends the pixels as tiles, even for files Python could read itself
  */
 public record RunSettings(String model, JobRequest.Task task, String device, Integer batchSize, Integer tileSize,
                           Integer overlap, Double cellExpansion, Double threshold, Boolean tissue, Boolean measure,
-                          Double pixelSize, boolean replaceExisting, boolean sendTiles) {
+                          String stain, String stainVectors, List<Double> positivity, Double pixelSize,
+                          boolean replaceExisting, boolean sendTiles) {
 
     /** Checks the values. */
     public RunSettings {
@@ -60,6 +67,22 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
             throw new IllegalArgumentException("pixel size must be a positive number, not " + pixelSize);
         if (device != null && device.isBlank())
             device = null;
+        if (stain != null && !stain.equals("he") && !stain.equals("ihc-dab"))
+            throw new IllegalArgumentException("stain must be 'he' or 'ihc-dab', not '" + stain + "'");
+        if (stainVectors != null && stainVectors.isBlank())
+            stainVectors = null;
+        if (positivity != null) {
+            positivity = List.copyOf(positivity);
+            if (positivity.size() != 1 && positivity.size() != 3)
+                throw new IllegalArgumentException("positivity needs one threshold (Positive) or three (1+/2+/3+), not "
+                        + positivity.size());
+            for (int i = 0; i < positivity.size(); i++) {
+                double t = positivity.get(i);
+                if (!(t > 0 && Double.isFinite(t)) || (i > 0 && t <= positivity.get(i - 1)))
+                    throw new IllegalArgumentException("positivity thresholds must be positive and ascending: "
+                            + positivity);
+            }
+        }
     }
 
     private static void positive(Integer value, String name) {
@@ -87,6 +110,9 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
         b.threshold = threshold;
         b.tissue = tissue;
         b.measure = measure;
+        b.stain = stain;
+        b.stainVectors = stainVectors;
+        b.positivity = positivity;
         b.pixelSize = pixelSize;
         b.replaceExisting = replaceExisting;
         b.sendTiles = sendTiles;
@@ -137,7 +163,8 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
 
     /** @return the processing options of a request */
     public JobRequest.Options options() {
-        return new JobRequest.Options(device, batchSize, tileSize, overlap, cellExpansion, threshold, tissue, measure);
+        return new JobRequest.Options(device, batchSize, tileSize, overlap, cellExpansion, threshold, tissue, measure,
+                stain, stainVectors, positivity);
     }
 
     /**
@@ -158,6 +185,11 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
         map.put("threshold", threshold);
         map.put("tissue", tissue == null || tissue);
         map.put("pixelSize", pixelSize);
+        if (stain != null && !stain.equals("he")) {  // runs without IHC scoring keep their earlier signatures
+            map.put("stain", stain);
+            map.put("stainVectors", stainVectors);
+            map.put("positivity", positivity);
+        }
         String json = new GsonBuilder().serializeNulls().create().toJson(map);
         try {
             byte[] digest = MessageDigest.getInstance("SHA-256").digest(json.getBytes(StandardCharsets.UTF_8));
@@ -193,6 +225,13 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
             sb.append(".tissue(").append(tissue).append(')');
         if (measure != null)
             sb.append(".measure(").append(measure).append(')');
+        if (stain != null)
+            sb.append(".stain(").append(groovyString(stain)).append(')');
+        if (stainVectors != null)
+            sb.append(".stainVectors(").append(groovyString(stainVectors)).append(')');
+        if (positivity != null)
+            sb.append(".positivity(").append(positivity.stream().map(RunSettings::groovyDouble)
+                    .collect(Collectors.joining(", "))).append(')');
         if (pixelSize != null)
             sb.append(".pixelSize(").append(groovyDouble(pixelSize)).append(')');
         sb.append(".replaceExisting(").append(replaceExisting).append(')');
@@ -242,6 +281,9 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
         private Double threshold;
         private Boolean tissue;
         private Boolean measure;
+        private String stain;
+        private String stainVectors;
+        private List<Double> positivity;
         private Double pixelSize;
         private boolean replaceExisting = true;
         private boolean sendTiles;
@@ -377,10 +419,37 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
             return this;
         }
 
+        /**
+         * @param stain "he", or "ihc-dab" to score DAB positivity per nucleus (Negative/1+/2+/3+)
+         * @return this builder
+         */
+        public Builder stain(String stain) {
+            this.stain = stain;
+            return this;
+        }
+
+        /**
+         * @param stainVectors "estimate" (per image), "default" (QuPath's H-DAB) or QuPath's stain string
+         * @return this builder
+         */
+        public Builder stainVectors(String stainVectors) {
+            this.stainVectors = stainVectors;
+            return this;
+        }
+
+        /**
+         * @param thresholds DAB optical density: one (Positive/Negative) or three ascending (1+/2+/3+)
+         * @return this builder
+         */
+        public Builder positivity(double... thresholds) {
+            this.positivity = Arrays.stream(thresholds).boxed().toList();
+            return this;
+        }
+
         /** @return the settings; IllegalArgumentException naming a bad value */
         public RunSettings build() {
             return new RunSettings(model, task, device, batchSize, tileSize, overlap, cellExpansion, threshold, tissue,
-                    measure, pixelSize, replaceExisting, sendTiles);
+                    measure, stain, stainVectors, positivity, pixelSize, replaceExisting, sendTiles);
         }
     }
 }

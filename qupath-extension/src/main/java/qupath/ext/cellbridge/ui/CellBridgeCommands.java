@@ -17,6 +17,7 @@ import qupath.ext.cellbridge.bridge.RunSettings;
 import qupath.fx.dialogs.Dialogs;
 import qupath.fx.dialogs.FileChoosers;
 import qupath.fx.utils.FXUtils;
+import qupath.lib.color.ColorDeconvolutionStains;
 import qupath.lib.gui.QuPathGUI;
 import qupath.lib.gui.tools.GuiTools;
 import qupath.lib.images.ImageData;
@@ -68,6 +69,7 @@ public final class CellBridgeCommands {
         menu.getItems().addAll(status, start, stop, new SeparatorMenuItem(),
                 item("Detect cells...", () -> commands.detect(false)),
                 item("Detect and segment nuclei...", () -> commands.detect(true)),
+                item("Detect and score IHC nuclei (DAB)...", commands::detectIhc),
                 item("Classify detections...", commands::classify),
                 new SeparatorMenuItem(),
                 item("Export training tiles (COCO) from annotations...", commands::exportCoco),
@@ -78,6 +80,12 @@ public final class CellBridgeCommands {
                 new SeparatorMenuItem(),
                 item("Preferences...", commands::preferences));
     }
+
+    private static final String STAINS_IMAGE = "The image's stain vectors";
+    private static final String STAINS_ESTIMATE = "Estimate per image";
+    private static final String STAINS_DEFAULT = "QuPath's default H-DAB";
+    private static final String CLASSES_THREE = "Negative / 1+ / 2+ / 3+";
+    private static final String CLASSES_ONE = "Negative / Positive";
 
     private static MenuItem item(String text, Runnable action) {
         MenuItem item = new MenuItem(text);
@@ -105,7 +113,23 @@ public final class CellBridgeCommands {
     // ---------------------------------------------------------------------------------------------- detection
 
     private void detect(boolean nuclei) {
-        String title = nuclei ? "Detect and segment nuclei" : "Detect cells";
+        detect(nuclei ? "Detect and segment nuclei" : "Detect cells", nuclei, null);
+    }
+
+    /** Nuclei with DAB positivity (Negative/1+/2+/3+): QuPath then shows Positive % and H-score per annotation. */
+    private void detectIhc() {
+        ImageData<BufferedImage> imageData = qupath.getImageData();
+        ColorDeconvolutionStains stains = imageData == null ? null : imageData.getColorDeconvolutionStains();
+        String imageStains = stains != null && stains.isH_DAB()
+                ? ColorDeconvolutionStains.getColorDeconvolutionStainsAsString(stains, 5) : null;
+        detect("Detect and score IHC nuclei", true, new IhcChoice(imageStains));
+    }
+
+    /** @param imageStains the image's H-DAB stain vectors as QuPath writes them, or null when it has none */
+    private record IhcChoice(String imageStains) {
+    }
+
+    private void detect(String title, boolean nuclei, IhcChoice ihc) {
         ImageData<BufferedImage> imageData = qupath.getImageData();
         if (imageData == null) {
             GuiTools.showNoImageError(title);
@@ -122,7 +146,7 @@ public final class CellBridgeCommands {
                         + "set a model folder in Extensions > CellBridge > Preferences");
                 return;
             }
-            RunSettings settings = askSettings(title, usable, nuclei);
+            RunSettings settings = askSettings(title, usable, nuclei, ihc);
             if (settings == null)
                 return;
             CellBridge cellbridge = CellBridge.of(settings);
@@ -138,7 +162,7 @@ public final class CellBridgeCommands {
         });
     }
 
-    private static RunSettings askSettings(String title, List<ModelInfo> models, boolean nuclei) {
+    private static RunSettings askSettings(String title, List<ModelInfo> models, boolean nuclei, IhcChoice ihc) {
         List<String> names = models.stream().map(ModelInfo::name).toList();
         String last = CellBridgePreferences.lastModelProperty().get();
         String chosen = names.contains(last) ? last : names.get(0);
@@ -157,6 +181,20 @@ public final class CellBridgeCommands {
             params.addDoubleParameter("cellExpansion", "Cell expansion",
                     CellBridgePreferences.cellExpansionProperty().get(), "µm",
                     "Grow cells this far around each nucleus (0: nuclei only)");
+        List<String> stainChoices = new ArrayList<>();
+        if (ihc != null) {
+            if (ihc.imageStains() != null)
+                stainChoices.add(STAINS_IMAGE);
+            stainChoices.addAll(List.of(STAINS_ESTIMATE, STAINS_DEFAULT));
+            params.addChoiceParameter("stains", "Stain vectors", stainChoices.get(0), stainChoices,
+                            "The image's H-DAB vectors (Analyze > Preprocessing > Estimate stain vectors), an "
+                                    + "estimate per image (Macenko), or QuPath's default H-DAB vectors")
+                    .addChoiceParameter("classes", "Intensity classes", CLASSES_THREE, List.of(CLASSES_THREE, CLASSES_ONE),
+                            "Three thresholds (1+, 2+, 3+: H-score) or the first only (Positive)")
+                    .addDoubleParameter("t1", "Threshold 1+ (or Positive)", 0.2, "OD", "Mean nucleus DAB optical density")
+                    .addDoubleParameter("t2", "Threshold 2+", 0.4, "OD", "Mean nucleus DAB optical density")
+                    .addDoubleParameter("t3", "Threshold 3+", 0.6, "OD", "Mean nucleus DAB optical density");
+        }
         params.addBooleanParameter("replace", "Replace earlier detections",
                         CellBridgePreferences.replaceExistingProperty().get(),
                         "Remove the detections already under each annotation (or the whole image) first")
@@ -182,6 +220,19 @@ public final class CellBridgeCommands {
             builder.task("nuclei");
             if (expansion > 0)
                 builder.cellExpansion(expansion);
+        }
+        if (ihc != null) {
+            String stains = (String) params.getChoiceParameterValue("stains");
+            builder.stain("ihc-dab").stainVectors(switch (stains) {
+                case STAINS_IMAGE -> ihc.imageStains();
+                case STAINS_DEFAULT -> "default";
+                default -> "estimate";
+            });
+            double t1 = params.getDoubleParameterValue("t1");
+            if (CLASSES_ONE.equals(params.getChoiceParameterValue("classes")))
+                builder.positivity(t1);
+            else
+                builder.positivity(t1, params.getDoubleParameterValue("t2"), params.getDoubleParameterValue("t3"));
         }
         try {
             return builder.build();

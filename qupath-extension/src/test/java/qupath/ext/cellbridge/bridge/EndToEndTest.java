@@ -33,6 +33,7 @@ import java.util.Base64;
 import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
@@ -163,6 +164,28 @@ class EndToEndTest {
 
     @Test
     @Order(4)
+    void ihcSettingsScoreDabPositivityAsTheTruth() throws Exception {
+        Path ihc = dir.resolve("ihc.tif");
+        Path ihcTruth = dir.resolve("ihc-truth.geojson");
+        runPython(List.of("-m", "cellbridge", "synth-slide", ihc.toString(), "--size", "768x768", "--stain", "ihc-dab",
+                "--tissue-fraction", "0.6", "--seed", "11", "--truth", ihcTruth.toString()));
+        RunSettings settings = RunSettings.builder(MODEL).stain("ihc-dab").stainVectors("estimate")
+                .positivity(0.2, 0.4, 0.6).build();
+        List<DetectedObject> found = client.run(settings.request("nuclei").imagePath(ihc.toString()).build(), null, null);
+        List<DetectedObject> truth = GeoJsonObjects.read(ihcTruth);
+        Set<String> intensity = Set.of("Negative", "1+", "2+", "3+");
+        assertTrue(found.size() > 50 && found.stream().allMatch(o -> intensity.contains(o.className())),
+                "classes: " + found.stream().map(DetectedObject::className).distinct().toList());
+        assertTrue(found.stream().allMatch(o -> !Double.isNaN(o.measurement("Nucleus: DAB OD mean"))));
+        double positive = found.stream().filter(o -> !"Negative".equals(o.className())).count() / (double) found.size();
+        double truePositive = truth.stream().filter(o -> !"Negative".equals(o.className())).count() / (double) truth.size();
+        System.out.printf(Locale.ROOT, "e2e IHC: %d nuclei, positive %.1f %% (truth %.1f %% of %d)%n", found.size(),
+                100 * positive, 100 * truePositive, truth.size());
+        assertEquals(truePositive, positive, 0.05, "positive fraction");
+    }
+
+    @Test
+    @Order(5)
     void tileBasedJobGivesTheSameObjects() throws Exception {
         Path png = dir.resolve("slide.png");
         String info = runPython(List.of("-c", "import sys, json, cv2\n"
@@ -198,7 +221,7 @@ class EndToEndTest {
     }
 
     @Test
-    @Order(5)
+    @Order(6)
     void malformedRequestsGiveClearErrorsAndTheServerKeepsServing() throws Exception {
         Path notASlide = Files.writeString(dir.resolve("notes.tif"), "not a TIFF");
         String path = slide.toString();
@@ -269,7 +292,7 @@ class EndToEndTest {
     }
 
     @Test
-    @Order(6)
+    @Order(7)
     void runningJobCanBeCancelled() throws Exception {
         Path big = dir.resolve("big.tif");
         runPython(List.of("-m", "cellbridge", "synth-slide", big.toString(), "--size", "4096x4096",
@@ -289,7 +312,7 @@ class EndToEndTest {
     }
 
     @Test
-    @Order(7)
+    @Order(8)
     void crashedServerIsRestartedAndStopEndsIt() throws Exception {
         long oldPid = server.ready().pid();
         ProcessHandle.of(oldPid).ifPresent(ProcessHandle::destroyForcibly);

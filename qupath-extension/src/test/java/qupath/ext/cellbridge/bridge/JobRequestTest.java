@@ -132,10 +132,22 @@ class JobRequestTest {
 
     @Test
     void optionsCanBeSetAtOnce() {
-        JobRequest.Options options = new JobRequest.Options("cuda", 8, null, null, 2.5, null, false, null);
+        JobRequest.Options options = new JobRequest.Options("cuda", 8, null, null, 2.5, null, false, null, null, null,
+                null);
         JobRequest request = JobRequest.builder(JobRequest.Task.NUCLEI, "nuclei-he").imagePath("/a").options(options).build();
         assertEquals(options, request.options());
         JsonObject json = JsonParser.parseString(request.toJson()).getAsJsonObject().getAsJsonObject("options");
         assertEquals(Set.of("device", "batchSize", "cellExpansion", "tissue"), json.keySet());
+    }
+
+    @Test
+    void ihcOptionsTravelAsTheProtocolNamesThem() {
+        JobRequest request = JobRequest.nuclei("nuclei-he").imagePath("/a").stain("ihc-dab").stainVectors("estimate")
+                .positivity(0.15, 0.35, 0.55).build();
+        JsonObject json = JsonParser.parseString(request.toJson()).getAsJsonObject().getAsJsonObject("options");
+        assertEquals("ihc-dab", json.get("stain").getAsString());
+        assertEquals("estimate", json.get("stainVectors").getAsString());
+        assertEquals(List.of(0.15, 0.35, 0.55), json.getAsJsonArray("positivity").asList().stream()
+                .map(e -> e.getAsDouble()).toList());
     }
 }

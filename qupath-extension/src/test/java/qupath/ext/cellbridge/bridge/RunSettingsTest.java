@@ -78,4 +78,21 @@ class RunSettingsTest {
                 "replaceExisting"), List.copyOf(settings.parameters().keySet()));
         assertEquals("'C:\\\\models\\\\it\\'s $x'", RunSettings.groovyString("C:\\models\\it's $x"));
     }
+
+    @Test
+    void ihcSettingsAreCheckedSignedAndScripted() {
+        RunSettings ihc = typical().toBuilder().stain("ihc-dab").stainVectors("default").positivity(0.2, 0.4, 0.6).build();
+        assertEquals("CellBridge.builder('nuclei-he').device('auto').tileSize(1024).overlap(64).cellExpansion(3.0d)"
+                + ".stain('ihc-dab').stainVectors('default').positivity(0.2d, 0.4d, 0.6d).replaceExisting(true)",
+                ihc.builderScript("CellBridge"));
+        assertEquals(List.of(0.2, 0.4, 0.6), ihc.request("nuclei").imagePath("/a").build().options().positivity());
+        assertNotEquals(typical().signature("1"), ihc.signature("1"));
+        assertNotEquals(ihc.signature("1"), ihc.toBuilder().positivity(0.3).build().signature("1"));
+        assertEquals(typical().signature("1"), typical().toBuilder().stain("he").build().signature("1"));
+        var e = assertThrows(IllegalArgumentException.class,
+                () -> typical().toBuilder().positivity(0.4, 0.2, 0.6).build());
+        assertEquals("positivity thresholds must be positive and ascending: [0.4, 0.2, 0.6]", e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> typical().toBuilder().positivity(0.2, 0.4).build());
+        assertThrows(IllegalArgumentException.class, () -> typical().toBuilder().stain("ihc").build());
+    }
 }
