@@ -32,6 +32,7 @@ from cellbridge.io.slides import Slide
 from cellbridge.merge.seams import SeamMerger
 from cellbridge.models.package import ModelPackage, load_model
 from cellbridge.objects import PathObject
+from cellbridge.pipeline.memory import release_large_buffers
 from cellbridge.pipeline.postprocess import (
     PROCESS_MIN_TILES,
     TilePostprocess,
@@ -120,6 +121,7 @@ class Pipeline:
 
     def __init__(self, model: str | Path | ModelPackage, options: RunOptions | None = None) -> None:
         self.options = options or RunOptions()
+        release_large_buffers()  # a whole slide's peak memory stays flat (pipeline/memory.py)
         self.package = model if isinstance(model, ModelPackage) else load_model(model)
         self.device = resolve_device(self.options.device)
         self.engine: Engine = make_engine(self.package, self.device, self.options.engine)
