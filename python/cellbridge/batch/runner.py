@@ -258,7 +258,7 @@ class ImageRunner:
         image = task.image
         outcome = ImageOutcome(task.label, image.name, image.entry_id, "failed")
         if image.problem is not None or image.path is None:
-            outcome.error = image.problem or "the entry names no image file"
+            outcome.error = _unreadable(image)
             return outcome
         if not self.options.resume:
             return None
@@ -278,7 +278,7 @@ class ImageRunner:
         image = task.image
         outcome = ImageOutcome(task.label, image.name, image.entry_id, "failed", worker=worker_name())
         if image.path is None:
-            outcome.error = image.problem or "the entry names no image file"
+            outcome.error = _unreadable(image)
             return outcome
         geojson, sidecar = output_paths(task.folder, image)
         outcome.output = geojson
@@ -398,6 +398,10 @@ def _unique(name: str, used: set[str]) -> str:
 def worker_name() -> str:
     """This process, as "host:pid"."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _unreadable(image: ProjectImage) -> str:
+    return image.problem or "the entry names no image file"
 
 
 def _row(outcome: ImageOutcome, model: str, signature: str) -> CountsRow:
