@@ -14,6 +14,7 @@ import ctypes.util
 import logging
 import os
 import sys
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def release_large_buffers() -> bool:
     if _done or not sys.platform.startswith("linux"):
         return False
     _done = True
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+    if _set_at_start("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -40,3 +41,13 @@ def release_large_buffers() -> bool:
     ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, MMAP_THRESHOLD) == 1
     log.debug("glibc mmap/trim thresholds set to %d bytes: %s", MMAP_THRESHOLD, ok)
     return ok
+
+
+def _set_at_start(*names: str) -> bool:
+    """Whether the process started with one of these variables (glibc reads them then; later changes to
+    os.environ, such as a Dask nanny's, do not count)."""
+    try:
+        start = Path("/proc/self/environ").read_bytes().split(b"\0")
+    except OSError:
+        return any(name in os.environ for name in names)
+    return any(entry.split(b"=", 1)[0].decode(errors="replace") in names for entry in start)
