@@ -31,7 +31,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from cellbridge.engines.base import Engine
 from cellbridge.engines.detector import build_detector
-from cellbridge.engines.unet import UNet, unet_from_spec
+from cellbridge.engines.unet import UNet, probability_maps, unet_from_spec
 from cellbridge.geometry import label_polygons, to_level0
 from cellbridge.merge.seams import SCORE_MEASUREMENT
 from cellbridge.models.package import ModelSpec
@@ -156,11 +156,7 @@ class DistanceEngine(Engine):
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
-        logits = self.module(batch).float()
-        maps = [torch.sigmoid(logits[:, :2])]
-        if logits.shape[1] > 2:
-            maps.append(torch.softmax(logits[:, 2:], dim=1))
-        return list(torch.cat(maps, dim=1).to(torch.float16).cpu().numpy())
+        return probability_maps(self.module(batch).float())
 
     def postprocess(self, raw: np.ndarray, rgb: np.ndarray, tile: Tile) -> list[PathObject]:
         raw = raw.astype(np.float32)

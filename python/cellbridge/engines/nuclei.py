@@ -14,7 +14,7 @@ import torch
 
 from cellbridge.engines.base import Engine
 from cellbridge.engines.nuclei_objects import DEFAULTS, NucleiObjects, segment_nuclei
-from cellbridge.engines.unet import UNet, unet_from_spec
+from cellbridge.engines.unet import UNet, probability_maps, unet_from_spec
 from cellbridge.models.package import ModelSpec
 from cellbridge.objects import PathObject
 from cellbridge.tiling.plan import Tile
@@ -48,12 +48,7 @@ class NucleiEngine(Engine):
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
-        logits = self.module(batch).float()
-        maps = [torch.sigmoid(logits[:, :2])]
-        if logits.shape[1] > 2:
-            maps.append(torch.softmax(logits[:, 2:], dim=1))
-        out = torch.cat(maps, dim=1).to(torch.float16).cpu().numpy()
-        return list(out)
+        return probability_maps(self.module(batch).float())
 
     def postprocessor(self) -> NucleiObjects:
         classes = tuple(self.spec.path_class(i) for i in range(len(self.spec.classes)))

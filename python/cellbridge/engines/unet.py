@@ -59,3 +59,12 @@ def unet_from_spec(spec: ModelSpec, out_channels: int) -> UNet:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)} ({spec.architecture} takes depth, width)")
     params = {"depth": 3, "width": 16, **spec.params}
     return UNet(spec.in_channels, out_channels, depth=int(params["depth"]), width=int(params["width"]))
+
+
+def probability_maps(logits: torch.Tensor) -> list:
+    """Per-tile float16 maps on the CPU: sigmoid of channels 0–1 (two binary maps), softmax over the rest (class
+    probabilities, when there are any) — the output of the nuclei and distance U-Nets."""
+    maps = [torch.sigmoid(logits[:, :2])]
+    if logits.shape[1] > 2:
+        maps.append(torch.softmax(logits[:, 2:], dim=1))
+    return list(torch.cat(maps, dim=1).to(torch.float16).cpu().numpy())
