@@ -42,6 +42,7 @@ class ImageRecord:
     annotations: list[Annotation] = field(default_factory=list)
     training_area: BaseGeometry | None = None  # None: the whole image is annotated
     name: str = ""
+    mpp: float | None = None  # µm per pixel when known (None: estimate it where scale matters)
 
     def __post_init__(self) -> None:
         if not self.name:
