@@ -62,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(e.g. nuclei-he; the head is new when the class count differs)")
     parser.add_argument("--max-object-size", type=float, help="keypoints: largest nucleus diameter in model pixels, "
                         "recorded in model.json postprocessing (sets the tile overlap)")
+    parser.add_argument("--split", default="train", choices=["train", "test", "all"],
+                        help="keypoints, point folders (images/ + points/): the fixed split to train on (test = "
+                             "numeric ids divisible by 5; default train, so the test images stay unseen)")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
+                        help="keypoints: learning rate constant, or cosine decay to 1%% over the epochs "
+                             "(default cosine)")
     parser.add_argument("--name", help="model name in model.json (default: the output folder's name)")
     parser.add_argument("--steps-per-epoch", type=int, default=0, help="cap on steps per epoch (0: all data)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -103,10 +109,12 @@ def run(args: argparse.Namespace) -> int:
                            crop=args.crop, seed=args.seed, workers=args.workers, name=name, mpp=args.mpp,
                            modality=args.modality, single_class=args.single_class,
                            scale=_pair(args.scale_range, "--scale-range"), stain=args.stain_jitter, init=args.init,
-                           postprocessing={"max_object_size": args.max_object_size} if args.max_object_size else None)
+                           postprocessing={"max_object_size": args.max_object_size} if args.max_object_size else None,
+                           split=args.split)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or 0.002,
                              optimizer="adamw", weight_decay=1e-4, step_size=0, seed=args.seed, device=args.device,
-                             max_steps_per_epoch=args.steps_per_epoch)
+                             max_steps_per_epoch=args.steps_per_epoch,
+                             schedule="cosine" if args.schedule == "cosine" else "step")
     elif args.task in ("semantic", "instance"):
         task = _segmentation_task(args, name)
         unet = args.task == "semantic" or task.architecture == "unet-distance"

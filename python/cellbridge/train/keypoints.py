@@ -1,8 +1,14 @@
-"""Training the nuclei U-Net (seed 002): Gaussian centre heatmaps, foreground and class maps from polygons.
+"""Training the nuclei U-Net: Gaussian centre heatmaps, foreground and class maps from polygons or points.
 
 Data: COCO JSONs as written by `cellbridge export-coco` (polygons in `segmentation`; an image's
-`training_area` limits where the loss looks, so unannotated pixels are never taught as background) and/or
-DSB-2018-style folders (images/, labels/ instance PNGs, manifest.csv modality; see `cellbridge.datasets.dsb`).
+`training_area` limits where the loss looks, so unannotated pixels are never taught as background),
+DSB-2018-style folders (images/, labels/ instance PNGs, manifest.csv modality; see `cellbridge.datasets.dsb`)
+and point folders (images/, points/ centres; see `cellbridge.datasets.points`). Point-only images teach the
+centre heatmap and nothing about the foreground.
+
+Scale: every image is brought to the model's pixel size the way a run does it: its own pixel size when known,
+else the one estimated from its nuclei (`cellbridge.pipeline.scale`), so training sees nuclei at the size the
+model will see them on an uncalibrated image.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+from shapely import affinity
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
@@ -59,6 +66,7 @@ def nuclei_augmentation(crop: int | None, seed: int, scale: tuple[float, float] 
         A.RandomBrightnessContrast(0.25 if strong else 0.15, 0.3 if strong else 0.2, p=0.5),
         *([A.ToGray(p=0.1), A.RandomGamma((70, 150), p=0.3)] if strong else []),
         A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.01, 0.05))], p=0.4),
+        *([A.ImageCompression(quality_range=(40, 90), p=0.3)] if strong else []),
     ], seed=seed)
 
 
@@ -71,6 +79,7 @@ class Targets:
     classes: np.ndarray   # int64 class index per nucleus pixel, IGNORE elsewhere
     valid: np.ndarray     # uint8: 1 where the loss applies (training area)
     centres: np.ndarray   # (n, 2) x, y
+    outlined: bool = True  # False: centres only (points), so the foreground and classes are not taught
 
 
 EDGE_IGNORE = 10  # pixels at image borders left out of the loss (see render_targets)
@@ -82,7 +91,8 @@ def render_targets(record: ImageRecord, class_index: dict[str, int], sigma: floa
 
     Exported tiles list an object only when its centre is inside, so a nucleus cut by the tile border with its
     centre outside is missing from the labels: `edge_ignore` pixels along the borders are kept out of the loss
-    rather than taught as background.
+    rather than taught as background. An image whose annotations are all points gives the heatmap only
+    (`outlined` False); points and outlines are not mixed in one image.
     """
     h, w = record.height, record.width
     foreground = np.zeros((h, w), np.uint8)
@@ -90,14 +100,20 @@ def render_targets(record: ImageRecord, class_index: dict[str, int], sigma: floa
     heat = np.zeros((h, w), np.float32)
     centres = []
     radius = int(np.ceil(3 * sigma))
+    outlined = any(ann.geometry is not None and ann.geometry.area > 0 for ann in record.annotations)
     for ann in record.annotations:
-        if ann.geometry is None:
-            raise DatasetError(f"{record.name}: annotation of class {ann.label!r} has no polygon; nuclei "
-                               "training needs outlines (export polygons, not points)")
-        inside = rasterize(ann.geometry, (h, w))
-        foreground[inside] = 1
-        classes[inside] = class_index[ann.label]
-        cx, cy = ann.geometry.centroid.x, ann.geometry.centroid.y
+        if outlined:
+            if ann.geometry is None or ann.geometry.area <= 0:
+                raise DatasetError(f"{record.name}: annotation of class {ann.label!r} has no outline while others "
+                                   "do; label an image with outlines or with points, not both")
+            inside = rasterize(ann.geometry, (h, w))
+            foreground[inside] = 1
+            classes[inside] = class_index[ann.label]
+            cx, cy = ann.geometry.centroid.x, ann.geometry.centroid.y
+        elif ann.point is not None:
+            cx, cy = ann.point
+        else:
+            raise DatasetError(f"{record.name}: annotation of class {ann.label!r} has neither outline nor point")
         centres.append((cx, cy))
         x0, x1 = max(int(cx) - radius, 0), min(int(cx) + radius + 1, w)
         y0, y1 = max(int(cy) - radius, 0), min(int(cy) + radius + 1, h)
@@ -111,7 +127,60 @@ def render_targets(record: ImageRecord, class_index: dict[str, int], sigma: floa
         valid = rasterize(record.training_area, (h, w)).astype(np.uint8)
     if edge_ignore:
         valid[:edge_ignore], valid[-edge_ignore:], valid[:, :edge_ignore], valid[:, -edge_ignore:] = 0, 0, 0, 0
-    return Targets(heat, foreground, classes, valid, np.array(centres, float).reshape(-1, 2))
+    return Targets(heat, foreground, classes, valid, np.array(centres, float).reshape(-1, 2), outlined)
+
+
+def rescaled_record(record: ImageRecord, factor: float) -> ImageRecord:
+    """The record with its size and geometries multiplied by `factor` (its image is resized to match)."""
+    from dataclasses import replace
+
+    if factor == 1.0:
+        return record
+
+    def scaled(geometry: Any) -> Any:
+        return None if geometry is None else affinity.scale(geometry, factor, factor, origin=(0, 0))
+
+    annotations = [replace(a, bbox=tuple(v * factor for v in a.bbox), geometry=scaled(a.geometry),
+                           point=None if a.point is None else (a.point[0] * factor, a.point[1] * factor))
+                   for a in record.annotations]
+    return replace(record, width=max(1, int(round(record.width * factor))),
+                   height=max(1, int(round(record.height * factor))), annotations=annotations,
+                   training_area=scaled(record.training_area),
+                   mpp=None if record.mpp is None else record.mpp / factor)
+
+
+def model_scale_factor(rgb: np.ndarray, record: ImageRecord, model_mpp: float | None) -> float:
+    """How much to resize an image to bring it to the model's pixel size: by its own pixel size when known, else
+    by the one estimated from its nuclei (as a run on an uncalibrated image does); 1 when either is unknown."""
+    from cellbridge.pipeline.scale import estimate_pixel_size
+
+    if not model_mpp:
+        return 1.0
+    mpp = record.mpp
+    if mpp is None:
+        mpp, _ = estimate_pixel_size(rgb)
+    return 1.0 if mpp is None else float(mpp / model_mpp)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 (alpha dropped)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError(f"{path}: cannot read image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_scaled(record: ImageRecord, factor: float) -> tuple[np.ndarray, ImageRecord]:
+    """An image and its record at `factor` times the file's size."""
+    rgb = read_rgb(record.path)
+    if rgb.shape[:2] != (record.height, record.width):
+        raise DatasetError(f"{record.path}: image is {rgb.shape[1]}x{rgb.shape[0]}, the labels say "
+                           f"{record.width}x{record.height}")
+    if factor == 1.0:
+        return rgb, record
+    record = rescaled_record(record, factor)
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (record.width, record.height), interpolation=interpolation), record
 
 
 class NucleiDataset(torch.utils.data.Dataset):
@@ -119,8 +188,9 @@ class NucleiDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset: Dataset, images: list[ImageRecord], preprocessing: dict[str, Any], sigma: float,
                  augment: bool, crop: int | None, scale: tuple[float, float] = (0.8, 1.25),
-                 stain: str = "mild") -> None:
+                 stain: str = "mild", factors: dict[str, float] | None = None) -> None:
         self.dataset, self.images, self.preprocessing = dataset, images, preprocessing
+        self.factors = factors or {}  # image name → resize factor to the model's pixel size
         self.class_index = {name: i for i, name in enumerate(dataset.classes)}
         self.sigma = sigma
         seed = int(torch.randint(0, 2 ** 31 - 1, ()).item())  # from the loop's per-epoch torch seed
@@ -131,11 +201,7 @@ class NucleiDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        record = self.images[i]
-        rgb = cv2.cvtColor(cv2.imread(str(record.path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        if rgb.shape[:2] != (record.height, record.width):
-            raise DatasetError(f"{record.path}: image is {rgb.shape[1]}x{rgb.shape[0]}, COCO says "
-                               f"{record.width}x{record.height}")
+        rgb, record = load_scaled(self.images[i], self.factors.get(self.images[i].name, 1.0))
         t = render_targets(record, self.class_index, self.sigma)
         masks = [t.heat, t.foreground, t.classes.astype(np.int32), t.valid]
         if self.transform is not None:
@@ -147,7 +213,8 @@ class NucleiDataset(torch.utils.data.Dataset):
                 "heat": torch.from_numpy(np.ascontiguousarray(masks[0], np.float32)),
                 "foreground": torch.from_numpy(np.ascontiguousarray(masks[1], np.float32)),
                 "classes": torch.from_numpy(np.ascontiguousarray(masks[2], np.int64)),
-                "valid": torch.from_numpy(np.ascontiguousarray(masks[3], np.float32))}
+                "valid": torch.from_numpy(np.ascontiguousarray(masks[3], np.float32)),
+                "outlined": torch.tensor(float(t.outlined))}
 
 
 def _reseed_worker(worker_id: int) -> None:
@@ -169,17 +236,18 @@ def masked_class_loss(logits: torch.Tensor, classes: torch.Tensor, valid: torch.
 
 
 def nuclei_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Heatmap BCE (peaks weighted up) + foreground BCE + class CE on nucleus pixels, all inside `valid`."""
+    """Heatmap BCE (peaks weighted up) + foreground BCE + class CE on nucleus pixels, all inside `valid`; the
+    foreground and class terms only on outlined images (`outlined`: 1 per image, 0 for points only)."""
     valid = batch["valid"]
-    denominator = valid.sum().clamp(min=1.0)
     heat_target = batch["heat"]
     weight = valid * (1.0 + 9.0 * heat_target)
     heat = (F.binary_cross_entropy_with_logits(logits[:, 0], heat_target, reduction="none") * weight).sum()
     heat = heat / weight.sum().clamp(min=1.0)
-    fg = (F.binary_cross_entropy_with_logits(logits[:, 1], batch["foreground"], reduction="none") * valid).sum()
-    fg = fg / denominator
+    outlined = valid * batch.get("outlined", torch.ones(len(valid), device=valid.device))[:, None, None]
+    fg = (F.binary_cross_entropy_with_logits(logits[:, 1], batch["foreground"], reduction="none") * outlined).sum()
+    fg = fg / outlined.sum().clamp(min=1.0)
     total, parts = heat * 4.0 + fg, {"heat": float(heat.item()), "foreground": float(fg.item())}
-    ce = masked_class_loss(logits[:, 2:], batch["classes"], valid)
+    ce = masked_class_loss(logits[:, 2:], batch["classes"], outlined)
     if ce is not None:
         total = total + ce
         parts["class"] = float(ce.item())
@@ -207,6 +275,7 @@ class NucleiTask:
     stain: str = "mild"                        # augmentation stain jitter: mild or strong
     init: str | None = None                    # model package whose matching weights start the training
     postprocessing: dict[str, Any] = field(default_factory=dict)  # model.json postprocessing overrides
+    factors: dict[str, float] = field(default_factory=dict)  # image name → resize to the model's pixel size
 
     @property
     def in_channels(self) -> int:
@@ -232,7 +301,7 @@ class NucleiTask:
 
     def train_loader(self) -> DataLoader:
         data = NucleiDataset(self.dataset, self.train_images, self.preprocessing, self.sigma, self.augment,
-                             self.crop, self.scale, self.stain)
+                             self.crop, self.scale, self.stain, factors=self.factors)
         return DataLoader(data, batch_size=self.batch_size, shuffle=True, num_workers=self.workers,
                           drop_last=len(data) > self.batch_size, persistent_workers=False,
                           worker_init_fn=_reseed_worker)
@@ -244,28 +313,42 @@ class NucleiTask:
 
     def validate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
         """Keypoint F1 at 4 px, instance F1 / mean IoU at IoU 0.5 and panoptic quality (the score: it rewards
-        finding every nucleus and outlining it well) of the post-processed nuclei."""
+        finding every nucleus and outlining it well) of the post-processed nuclei, at the model's pixel size.
+        Images labelled with points only count for the keypoint scores; the score is the panoptic quality of the
+        outlined images, the keypoint F1 of the point images, or their mean when there are both."""
         from cellbridge.evaluate import aggregate_counts, instance_metrics, keypoint_f1
 
-        data = NucleiDataset(self.dataset, self.val_images, self.preprocessing, self.sigma, False, None)
+        data = NucleiDataset(self.dataset, self.val_images, self.preprocessing, self.sigma, False, None,
+                             factors=self.factors)
         options = self._spec().postprocessing
-        point_scores, instance_scores = [], []
+        point_scores, instance_scores, point_only = [], [], []
         for i in range(len(data)):
             item = data[i]
             logits = module(item["image"][None].to(device)).float()
             heat, fg = torch.sigmoid(logits[0, :2]).cpu().numpy()
+            _, record = load_scaled(self.val_images[i], self.factors.get(self.val_images[i].name, 1.0))
+            targets = render_targets(record, data.class_index, self.sigma)
             labels, _ = segment_nuclei(heat, fg, None, options)
             valid = item["valid"].numpy() > 0.5
-            record = self.val_images[i]
-            targets = render_targets(record, data.class_index, self.sigma)
-            point_scores.append(keypoint_f1(_in_mask(_label_centres(labels), valid),
-                                            _in_mask(targets.centres, valid), 4.0))
-            instance_scores.append(instance_metrics(labels * valid, _instance_labels(record) * valid, 0.5))
+            score = keypoint_f1(_in_mask(_label_centres(labels), valid), _in_mask(targets.centres, valid), 4.0)
+            point_scores.append(score)
+            if targets.outlined:
+                instance_scores.append(instance_metrics(labels * valid, _instance_labels(record) * valid, 0.5))
+            else:
+                point_only.append(score)
         points = aggregate_counts(point_scores)
-        instances = aggregate_counts(instance_scores)
-        mean_iou = float(np.mean([s["mean_matched_iou"] for s in instance_scores if s["tp"] > 0] or [0.0]))
-        return {"score": instances["pq"], "keypoint_f1_4px": points["f1"], "panoptic_quality": instances["pq"], "precision": points["precision"],
-                "recall": points["recall"], "instance_f1_iou50": instances["f1"], "mean_matched_iou": mean_iou}
+        metrics = {"keypoint_f1_4px": points["f1"], "precision": points["precision"], "recall": points["recall"]}
+        parts = []
+        if instance_scores:
+            instances = aggregate_counts(instance_scores)
+            mean_iou = float(np.mean([s["mean_matched_iou"] for s in instance_scores if s["tp"] > 0] or [0.0]))
+            metrics.update(panoptic_quality=instances["pq"], instance_f1_iou50=instances["f1"],
+                           mean_matched_iou=mean_iou)
+            parts.append(instances["pq"])
+        if point_only:
+            metrics["point_images_keypoint_f1_4px"] = aggregate_counts(point_only)["f1"]
+            parts.append(metrics["point_images_keypoint_f1_4px"])
+        return {"score": float(np.mean(parts)), **metrics}
 
     def spec(self, metrics: dict[str, float]) -> ModelSpec:
         return self._spec(metrics)
@@ -317,12 +400,35 @@ def _default_color(name: str) -> tuple[int, int, int]:
     return class_color(name)
 
 
-def read_nuclei_data(paths: list[Path], modality: str | None = None) -> list[Dataset]:
-    """Each source as a Dataset: a COCO JSON (`cellbridge export-coco`) or a DSB-style folder (images/, labels/;
-    `modality` keeps the folder's images whose manifest modality contains it)."""
+def read_nuclei_data(paths: list[Path], modality: str | None = None, split: str = "train") -> list[Dataset]:
+    """Each source as a Dataset: a COCO JSON (`cellbridge export-coco`), a DSB-style folder (images/, labels/;
+    `modality` keeps the folder's images whose manifest modality contains it) or a point folder (images/,
+    points/; `split` picks its fixed train or test images, or all)."""
     from cellbridge.datasets.dsb import is_dsb_folder, read_dsb_folder
+    from cellbridge.datasets.points import is_point_folder, read_point_folder
 
-    return [read_dsb_folder(p, modality=modality) if is_dsb_folder(p) else read_coco(p) for p in paths]
+    def read(path: Path) -> Dataset:
+        if is_dsb_folder(path):
+            return read_dsb_folder(path, modality=modality)
+        if is_point_folder(path):
+            return read_point_folder(path, split=split)
+        return read_coco(path)
+
+    return [read(p) for p in paths]
+
+
+def scale_factors(images: list[ImageRecord], model_mpp: float | None, progress: bool = True) -> dict[str, float]:
+    """Image name → the resize that brings it to `model_mpp` (see `model_scale_factor`); factors of 1 left out."""
+    from tqdm import tqdm
+
+    factors = {}
+    if not model_mpp:
+        return factors
+    for record in tqdm(images, desc="pixel sizes", unit="image", disable=not progress, leave=False):
+        factor = model_scale_factor(read_rgb(record.path), record, model_mpp)
+        if factor != 1.0:
+            factors[record.name] = factor
+    return factors
 
 
 def merge_classes(dataset: Dataset, name: str) -> Dataset:
@@ -339,12 +445,24 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
                 seed: int = 0, workers: int = 0, augment: bool = True, name: str | None = None,
                 mpp: float | None = None, modality: str | None = None, single_class: str | None = None,
                 scale: tuple[float, float] = (0.8, 1.25), stain: str = "mild", init: str | None = None,
-                postprocessing: dict[str, Any] | None = None) -> NucleiTask:
-    """A nuclei training task from COCO exports and/or DSB-style folders; images split into train/val by a seeded
-    shuffle. `single_class` relabels every nucleus with that one class (needed to mix classed and class-less data).
+                postprocessing: dict[str, Any] | None = None, split: str = "train",
+                progress: bool = True) -> NucleiTask:
+    """A nuclei training task from COCO exports, DSB-style folders and/or point folders; images split into
+    train/val by a seeded shuffle. `single_class` relabels every nucleus with that one class (needed to mix
+    classed and class-less data). `mpp` is the model's pixel size (default: the `init` model's): COCO images are
+    taken to be at it, folder images (no pixel size) are brought to it by the pixel size estimated from their
+    nuclei, as a run does on an uncalibrated image.
     """
     paths = [Path(p) for p in (data if isinstance(data, list) else [data])]
-    datasets = read_nuclei_data(paths, modality)
+    datasets = read_nuclei_data(paths, modality, split)
+    if mpp is None and init:
+        from cellbridge.models.package import read_spec, resolve_model_dir
+
+        mpp = read_spec(resolve_model_dir(init)).mpp
+    for source, dataset in zip(paths, datasets):
+        if source.suffix.lower() == ".json":  # COCO exports: tiles at the pixel size they were exported for
+            for record in dataset.images:
+                record.mpp = record.mpp or mpp
     if single_class:
         datasets = [merge_classes(d, single_class) for d in datasets]
     classes = sorted({c for d in datasets for c in d.classes})
@@ -358,8 +476,14 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
     n_val = max(1, int(round(len(images) * val_split)))
     val = [images[i] for i in order[:n_val]]
     train = [images[i] for i in order[n_val:]]
+    factors = scale_factors(images, mpp, progress)
     summary = {"source": [str(p) for p in paths], "images": len(images), "train_images": len(train),
                "val_images": len(val), "objects": {k: int(v) for k, v in dataset.counts().items()}}
+    if factors:
+        values = np.array(list(factors.values()))
+        summary["rescaled_to_model_pixel_size"] = {"images": len(factors), "median_factor": round(float(np.median(values)), 3),
+                                                   "min_factor": round(float(values.min()), 3),
+                                                   "max_factor": round(float(values.max()), 3)}
     if modality:
         summary["modality"] = modality
     if single_class:
@@ -370,4 +494,4 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
     return NucleiTask(dataset, train, val, name=name or "nuclei", preprocessing=mode,
                       params=params or {"depth": 3, "width": 16}, sigma=sigma, batch_size=batch_size, crop=crop,
                       workers=workers, augment=augment, mpp=mpp, data_summary=summary, scale=tuple(scale),
-                      stain=stain, init=init, postprocessing=dict(postprocessing or {}))
+                      stain=stain, init=init, postprocessing=dict(postprocessing or {}), factors=factors)

@@ -43,6 +43,7 @@ class TrainConfig:
     optimizer: str = "sgd"            # or "adamw"
     step_size: int = 3                # StepLR period in epochs (0: constant rate)
     gamma: float = 0.1
+    schedule: str = "step"            # "step" (StepLR by step_size/gamma) or "cosine" (to 1% of lr at the end)
     seed: int = 0
     device: str = "auto"
     amp: bool = True                  # mixed precision on CUDA
@@ -96,6 +97,11 @@ def _optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.o
 
 
 def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1),
+                                                          eta_min=config.lr * 0.01)
+    if config.schedule != "step":
+        raise CellBridgeError(f"unknown learning-rate schedule {config.schedule!r}; use step or cosine")
     if config.step_size > 0:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
