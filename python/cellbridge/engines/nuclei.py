@@ -14,7 +14,7 @@ import torch
 
 from cellbridge.engines.base import Engine
 from cellbridge.engines.nuclei_objects import DEFAULTS, NucleiObjects, segment_nuclei
-from cellbridge.engines.unet import UNet, probability_maps, unet_from_spec
+from cellbridge.engines.unet import UNet, flip_averaged_probabilities, probability_maps, to_maps, unet_from_spec
 from cellbridge.models.package import ModelSpec
 from cellbridge.objects import PathObject
 from cellbridge.tiling.plan import Tile
@@ -48,6 +48,8 @@ class NucleiEngine(Engine):
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
+        if self.options.get("tta"):
+            return to_maps(flip_averaged_probabilities(self.module, batch))
         return probability_maps(self.module(batch).float())
 
     def postprocessor(self) -> NucleiObjects:

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "foreground": "model",     # or "otsu" (seed 002: Otsu on the hematoxylin channel)
     "cell_expansion_px": 0.0,  # > 0: cells grown from nuclei without overlapping (QuPath's cell expansion)
     "max_object_size": 40,
+    "tta": False,              # average the maps of the four flips of each tile (4× the forward time)
 }
 
 
