@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_MODEL = "nuclei-he"
+from cellbridge.models import DEFAULT_NUCLEI_MODEL
+
 EXIT_SOME_FAILED = 1
 
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "again on another.")
     parser.add_argument("projects", nargs="+", metavar="PROJECT_OR_SLIDE",
                         help="project.qpproj files, the project folders holding them, or slide files")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or name (default {DEFAULT_MODEL}; "
+    parser.add_argument("--model", default=DEFAULT_NUCLEI_MODEL, help=f"model folder or name (default {DEFAULT_NUCLEI_MODEL}; "
                         "see `cellbridge models`)")
     parser.add_argument("--out-dir", required=True, help="output folder: counts.csv and <project>/<id>-<image>.geojson")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")

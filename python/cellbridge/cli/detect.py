@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 from cellbridge.cli.options import parse_pixel_size
-
-DEFAULT_NUCLEI_MODEL = "nuclei-he"
+from cellbridge.models import DEFAULT_NUCLEI_MODEL
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
