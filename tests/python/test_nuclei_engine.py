@@ -112,14 +112,23 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(coco_export: Pat
         t.val_images = t.val_images[:1]
         return t
 
-    fit(task(), tiny_config(epochs=2), tmp_path / "straight", progress=False)
-    fit(task(), tiny_config(epochs=1), tmp_path / "resumed", progress=False)
+    # a step schedule (halved every 2 epochs): the resumed run must go on with the schedule where it stopped
+    def config(epochs: int) -> TrainConfig:
+        return tiny_config(epochs=epochs, step_size=2, gamma=0.5, max_steps_per_epoch=2)
+
+    straight = fit(task(), config(3), tmp_path / "straight", progress=False)
+    fit(task(), config(1), tmp_path / "resumed", progress=False)
     with pytest.raises(Exception, match="already holds a training run"):
-        fit(task(), tiny_config(epochs=2), tmp_path / "resumed", progress=False)
-    fit(task(), tiny_config(epochs=2), tmp_path / "resumed", resume=True, progress=False)
+        fit(task(), config(3), tmp_path / "resumed", progress=False)
+    resumed = fit(task(), config(3), tmp_path / "resumed", resume=True, progress=False)
+    lr = config(1).lr
+    # the rate after each epoch's scheduler step: lr, lr/2 (epoch 2 ends a period), lr/2
+    assert [h["lr"] for h in straight.history] == pytest.approx([lr, lr / 2, lr / 2])
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in straight.history]
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
-    assert a["epoch"] == b["epoch"] == 1
+    assert a["epoch"] == b["epoch"] == 2
+    assert a["scheduler"] == b["scheduler"] and b["scheduler"]["last_epoch"] == 3
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
