@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 import torch
 from cellbridge.datasets.tile_export import export_coco_tiles
 from cellbridge.engines.nuclei import NucleiEngine, build_nuclei_unet
@@ -16,6 +17,7 @@ from cellbridge.synth import SynthConfig, build_scene, render_region, truth_obje
 from cellbridge.tiling.plan import Tile
 from cellbridge.train.keypoints import nuclei_task, render_targets
 from cellbridge.train.loop import TrainConfig, fit
+from shapely.geometry import Point
 
 
 def engine(**options) -> NucleiEngine:
@@ -44,6 +46,34 @@ def test_touching_nuclei_are_split_and_mapped_to_level0() -> None:
     assert objects[0].geometry.intersection(objects[1].geometry).area < 1.0
     assert all(o.object_type == "detection" and o.class_name == "Nucleus" for o in objects)
     assert all(0.9 < o.measurements["Detection probability"] <= 1.0 for o in objects)
+
+
+def test_overlapping_nuclei_are_split_where_the_heatmap_is_lowest_between_them() -> None:
+    """A disc of radius 10 at (22, 24) overlaps one of radius 6 at (37, 24); each has a Gaussian peak as wide as
+    itself, so the valley of the heatmap between them is where the distances to the centres, each divided by
+    its radius, are equal. The watershed of the inverted heatmap puts the split there."""
+    yy, xx = np.mgrid[0:48, 0:64] + 0.5
+    relative = [np.hypot(xx - 22, yy - 24) / 10, np.hypot(xx - 37, yy - 24) / 6]
+    heat = np.maximum(*[np.exp(-2 * d ** 2) for d in relative])
+    foreground = (relative[0] <= 1) | (relative[1] <= 1)
+    maps = np.stack([heat, foreground]).astype(np.float32)
+    tile = Tile(index=0, row=0, col=0, x=1000.0, y=2000.0, size=64, downsample=2.0, core=(1000, 2000, 1128, 2096))
+    objects = engine().postprocess(maps, np.zeros((48, 64, 3), np.uint8), tile)
+    assert len(objects) == 2
+    big, small = sorted(objects, key=lambda o: -o.geometry.area)
+    assert big.geometry.contains(Point(1000 + 2 * 22, 2000 + 2 * 24))
+    assert small.geometry.contains(Point(1000 + 2 * 37, 2000 + 2 * 24))
+    truth_big = foreground & (relative[0] < relative[1])
+    truth_small = foreground & ~truth_big
+    centres_x, centres_y = 1000 + 2 * xx, 2000 + 2 * yy
+    in_big = shapely.contains_xy(big.geometry, centres_x, centres_y)
+    in_small = shapely.contains_xy(small.geometry, centres_x, centres_y)
+    assert not (in_big & in_small).any() and not ((in_big | in_small) & ~foreground).any()
+    # every foreground pixel on its side of the split, except at most 3 whose centres lie on the split line
+    wrong = (truth_big & ~in_big) | (truth_small & ~in_small)
+    assert wrong.sum() <= 3, np.argwhere(wrong)
+    assert (truth_big.sum(), truth_small.sum()) == (312, 112)
+    assert abs(int(in_big.sum()) - 312) <= 3 and abs(int(in_small.sum()) - 112) <= 3
 
 
 def test_cells_grow_around_nuclei_without_overlapping() -> None:
