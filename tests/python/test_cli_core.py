@@ -103,6 +103,11 @@ def test_sample_runs_end_to_end_and_says_where_outputs_are(tmp_path: Path) -> No
     summary = json.loads(done.stdout[:done.stdout.rindex("}") + 1])
     for key in ("slide", "truth", "nuclei_geojson", "overlay_png"):
         assert Path(summary[key]).exists()
-    assert summary["objects"] == len(read_objects(summary["nuclei_geojson"])) > 0
-    assert summary["true_nuclei"] == len(read_objects(summary["truth"]))
-    assert summary["accuracy"]["centre_f1_4px"] >= 0.9
+    truth = read_objects(summary["truth"])
+    assert summary["true_nuclei"] == len(truth)
+    # the shipped model finds the generated nuclei nearly one for one (489 of 489 on a CPU), in their classes
+    assert summary["objects"] == len(read_objects(summary["nuclei_geojson"]))
+    assert summary["objects"] == pytest.approx(len(truth), rel=0.02)
+    for name, count in summary["classes"].items():
+        assert count == pytest.approx(sum(o.class_name == name for o in truth), rel=0.05, abs=2), name
+    assert summary["accuracy"]["centre_f1_4px"] >= 0.97 and summary["accuracy"]["instance_f1_iou50"] >= 0.95
