@@ -202,6 +202,24 @@ def test_batch_writes_geojson_and_counts_and_resumes(tmp_path: Path, slides: lis
     assert signature_of(run_parameters(other, *model_of(MODEL))) != summary.signature
 
 
+def test_a_slide_changed_between_runs_is_redone(tmp_path: Path) -> None:
+    small = SynthConfig(width=128, height=128, tissue_fraction=1.0, seed=905)
+    slide = generate_slide(tmp_path / "slide.tif", small, tile=128).path
+    out = tmp_path / "out"
+    first = run_batch([slide], options(out, tile_size=128)).outcomes
+    assert [o.status for o in first] == ["done"] and first[0].objects > 0
+    assert [o.status for o in run_batch([slide], options(out, tile_size=128)).outcomes] == ["skipped"]
+    # the same bytes written again (a re-export): a new modification time, so the outputs are stale
+    stat = slide.stat()
+    os.utime(slide, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    again = run_batch([slide], options(out, tile_size=128)).outcomes
+    assert [o.status for o in again] == ["done"] and again[0].counts == first[0].counts
+    [sidecar_path] = (out / "slides").glob("*.cellbridge.json")
+    sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+    assert sidecar["imageFile"] == {"size": stat.st_size, "mtimeNs": stat.st_mtime_ns + 2_000_000_000}
+    assert [o.status for o in run_batch([slide], options(out, tile_size=128)).outcomes] == ["skipped"]
+
+
 def test_a_missing_image_fails_alone(tmp_path: Path, slides: list[Path]) -> None:
     gone = tmp_path / "gone.tif"
     project = write_project(tmp_path / "proj", [slides[0], gone, slides[2]])

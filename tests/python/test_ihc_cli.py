@@ -46,8 +46,11 @@ def test_ihc_scores_per_region_match_the_truth(ihc_slide, tmp_path: Path) -> Non
     assert set(rows) == {"Left", "Right"}
     for name, region in regions.items():
         positive, h_score = true_scores(truth, region)
-        assert float(rows[name]["Positive %"]) == pytest.approx(positive, abs=3.0)
-        assert float(rows[name]["H-score"]) == pytest.approx(h_score, abs=8.0)
+        found = sum(1 for o in truth if region.contains(o.geometry.centroid))   # 212 left, 528 right
+        assert int(rows[name]["Num Detections"]) == pytest.approx(found, rel=0.05)
+        # one nucleus one class off moves the H-score by 100 / n (0.5 on the left): a few such slips at most
+        assert float(rows[name]["Positive %"]) == pytest.approx(positive, abs=1.5)
+        assert float(rows[name]["H-score"]) == pytest.approx(h_score, abs=2.5)
     written = read_objects(out)
     annotations = [o for o in written if o.object_type == "annotation"]
     assert sorted(a.name for a in annotations) == ["Left", "Right"]

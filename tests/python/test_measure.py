@@ -197,7 +197,11 @@ def test_optical_density_white_is_zero_and_hematoxylin_beats_eosin_on_purple():
     assert m(white, "Hematoxylin: Mean") == pytest.approx(0, abs=1e-12)
     assert m(white, "Eosin: Mean") == pytest.approx(0, abs=1e-12)
     assert m(purple, "Hematoxylin: Mean") > m(pink, "Hematoxylin: Mean") + 0.1
-    assert m(pink, "Eosin: Mean") > 0
+    # a uniform block's mean is its colour's optical density: 6 × rgb2hed's (log10 OD vs ln / ln 10^6)
+    purple_od, pink_od = 6 * rgb2hed(np.array([[PURPLE, PINK]], np.uint8))[0]
+    assert m(purple, "Hematoxylin: Mean") == pytest.approx(purple_od[0], rel=1e-6)   # 0.646
+    assert m(purple, "Eosin: Mean") == pytest.approx(purple_od[1], rel=1e-6)         # 0.222
+    assert m(pink, "Eosin: Mean") == pytest.approx(pink_od[1], rel=1e-6)             # 0.143
 
 
 def test_optical_density_is_qupath_scale_rgb2hed():

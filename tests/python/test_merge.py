@@ -204,3 +204,22 @@ def test_plan_rejects_bad_parameters() -> None:
         plan_tiles(100, 100, tile_size=64, overlap=64)
     with pytest.raises(CellBridgeError, match="outside"):
         plan_tiles(100, 100, roi=box(200, 200, 300, 300))
+
+
+def test_edge_touch_tolerance_scales_with_the_downsample() -> None:
+    """A detector box cut by an inner edge ends 0.3 output pixels short of it at downsample 2: still cut.
+
+    0.3 output pixels are 0.6 level-0 pixels, inside the 0.5-output-pixel tolerance (1 level-0 pixel here). The
+    cut box is more confident than the whole box of the neighbouring tile, and its centroid lies in its own
+    tile's widened core: only the edge rule keeps the cut copy out.
+    """
+    plan = plan_tiles(224, 128, tile_size=64, overlap=16, downsample=2.0)
+    left, right = plan.tiles
+    assert (left.bounds, right.bounds) == ((0, 0, 128, 128), (96, 0, 224, 128))
+    whole = box(98, 40, 138, 70)
+    cut = box(98, 40, left.bounds[2] - 0.3 * left.downsample, 70)
+    per_tile = [(left, [PathObject(cut, measurements={"truth": 0, "Detection probability": 0.9})]),
+                (right, [PathObject(whole, measurements={"truth": 1, "Detection probability": 0.8})])]
+    merged = merge_tiles(plan, per_tile)
+    assert [o.measurements["truth"] for o in merged] == [1]
+    assert merged[0].geometry.equals(whole)

@@ -86,6 +86,17 @@ def test_coco_per_class_ap50_and_mean_over_classes():
     assert scores["AP50"] == approx(0.5)
 
 
+def test_coco_ar100_counts_detections_beyond_the_tenth():
+    # One image with 20 objects, each found exactly, with falling scores. AR100 keeps all 20 detections:
+    # recall 1 at every IoU threshold. Keeping only the 10 best (AR10) would give 0.5, only the best (AR1) 0.05.
+    boxes = [[5 * k, 10 * row, 4, 8] for row in range(2) for k in range(10)]
+    gt = coco_gt([(1, 1, b) for b in boxes])
+    dt = [result(1, 1, b, score=1.0 - 0.01 * i) for i, b in enumerate(boxes)]
+    scores = coco_detection_metrics(gt, dt)
+    assert scores["AR100"] == approx(1.0)
+    assert scores["AP"] == approx(1.0)
+
+
 def test_coco_empty_detections_and_empty_truth():
     gt = coco_gt([(1, 1, [10, 10, 20, 20])])
     scores = coco_detection_metrics(gt, [])
@@ -232,6 +243,31 @@ def test_instance_metrics_polygons_agree_with_hand_values():
     assert strips_scores["tp"] == 2 and strips_scores["iou_sum"] == approx(0.4 + 1 / 3)
     assert instance_metrics_polygons([], [])["f1"] == 1.0
     assert instance_metrics_polygons([], truth)["fn"] == 2
+
+
+def halves() -> tuple[np.ndarray, np.ndarray]:
+    """Truth: one 10x10 square. Prediction: its left and right halves, each with IoU 50 / 100 = 0.5 exactly."""
+    true = np.zeros((12, 12), dtype=np.int32)
+    true[1:11, 1:11] = 1
+    pred = np.zeros_like(true)
+    pred[1:11, 1:6], pred[1:11, 6:11] = 1, 2
+    return pred, true
+
+
+def test_iou_exactly_at_the_threshold_is_no_match():
+    # A match needs IoU above 0.5: neither half matches. TP 0, FP 2, FN 1: F1 = 0, PQ = 0. Were IoU 0.5 enough,
+    # both halves would match the one truth (TP 2, FN -1).
+    pred, true = halves()
+    pairs, ious = match_instances(pred, true)
+    assert pairs.tolist() == [] and ious.tolist() == []
+    nothing = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 2, "fn": 1, "mean_matched_iou": 0.0,
+               "pq": 0.0, "sq": 0.0, "rq": 0.0, "iou_sum": 0.0}
+    assert instance_metrics(pred, true) == nothing
+    assert instance_metrics_polygons([box(1, 1, 6, 11), box(6, 1, 11, 11)], [box(1, 1, 11, 11)]) == nothing
+    # just below 0.5 the threshold is passed by one half at a time: one match of IoU 0.5 (TP 1, FP 1, FN 0)
+    below = instance_metrics(pred, true, 0.49)
+    assert (below["tp"], below["fp"], below["fn"]) == (1, 1, 0)
+    assert below["f1"] == approx(2 / 3) and below["pq"] == approx(0.5 / 1.5)
 
 
 def test_instance_metrics_empty_images():

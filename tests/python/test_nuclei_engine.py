@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 import torch
 from cellbridge.datasets.tile_export import export_coco_tiles
 from cellbridge.engines.nuclei import NucleiEngine, build_nuclei_unet
@@ -16,6 +17,7 @@ from cellbridge.synth import SynthConfig, build_scene, render_region, truth_obje
 from cellbridge.tiling.plan import Tile
 from cellbridge.train.keypoints import nuclei_task, render_targets
 from cellbridge.train.loop import TrainConfig, fit
+from shapely.geometry import Point
 
 
 def engine(**options) -> NucleiEngine:
@@ -44,6 +46,34 @@ def test_touching_nuclei_are_split_and_mapped_to_level0() -> None:
     assert objects[0].geometry.intersection(objects[1].geometry).area < 1.0
     assert all(o.object_type == "detection" and o.class_name == "Nucleus" for o in objects)
     assert all(0.9 < o.measurements["Detection probability"] <= 1.0 for o in objects)
+
+
+def test_overlapping_nuclei_are_split_where_the_heatmap_is_lowest_between_them() -> None:
+    """A disc of radius 10 at (22, 24) overlaps one of radius 6 at (37, 24); each has a Gaussian peak as wide as
+    itself, so the valley of the heatmap between them is where the distances to the centres, each divided by
+    its radius, are equal. The watershed of the inverted heatmap puts the split there."""
+    yy, xx = np.mgrid[0:48, 0:64] + 0.5
+    relative = [np.hypot(xx - 22, yy - 24) / 10, np.hypot(xx - 37, yy - 24) / 6]
+    heat = np.maximum(*[np.exp(-2 * d ** 2) for d in relative])
+    foreground = (relative[0] <= 1) | (relative[1] <= 1)
+    maps = np.stack([heat, foreground]).astype(np.float32)
+    tile = Tile(index=0, row=0, col=0, x=1000.0, y=2000.0, size=64, downsample=2.0, core=(1000, 2000, 1128, 2096))
+    objects = engine().postprocess(maps, np.zeros((48, 64, 3), np.uint8), tile)
+    assert len(objects) == 2
+    big, small = sorted(objects, key=lambda o: -o.geometry.area)
+    assert big.geometry.contains(Point(1000 + 2 * 22, 2000 + 2 * 24))
+    assert small.geometry.contains(Point(1000 + 2 * 37, 2000 + 2 * 24))
+    truth_big = foreground & (relative[0] < relative[1])
+    truth_small = foreground & ~truth_big
+    centres_x, centres_y = 1000 + 2 * xx, 2000 + 2 * yy
+    in_big = shapely.contains_xy(big.geometry, centres_x, centres_y)
+    in_small = shapely.contains_xy(small.geometry, centres_x, centres_y)
+    assert not (in_big & in_small).any() and not ((in_big | in_small) & ~foreground).any()
+    # every foreground pixel on its side of the split, except at most 3 whose centres lie on the split line
+    wrong = (truth_big & ~in_big) | (truth_small & ~in_small)
+    assert wrong.sum() <= 3, np.argwhere(wrong)
+    assert (truth_big.sum(), truth_small.sum()) == (312, 112)
+    assert abs(int(in_big.sum()) - 312) <= 3 and abs(int(in_small.sum()) - 112) <= 3
 
 
 def test_cells_grow_around_nuclei_without_overlapping() -> None:
@@ -112,14 +142,23 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(coco_export: Pat
         t.val_images = t.val_images[:1]
         return t
 
-    fit(task(), tiny_config(epochs=2), tmp_path / "straight", progress=False)
-    fit(task(), tiny_config(epochs=1), tmp_path / "resumed", progress=False)
+    # a step schedule (halved every 2 epochs): the resumed run must go on with the schedule where it stopped
+    def config(epochs: int) -> TrainConfig:
+        return tiny_config(epochs=epochs, step_size=2, gamma=0.5, max_steps_per_epoch=2)
+
+    straight = fit(task(), config(3), tmp_path / "straight", progress=False)
+    fit(task(), config(1), tmp_path / "resumed", progress=False)
     with pytest.raises(Exception, match="already holds a training run"):
-        fit(task(), tiny_config(epochs=2), tmp_path / "resumed", progress=False)
-    fit(task(), tiny_config(epochs=2), tmp_path / "resumed", resume=True, progress=False)
+        fit(task(), config(3), tmp_path / "resumed", progress=False)
+    resumed = fit(task(), config(3), tmp_path / "resumed", resume=True, progress=False)
+    lr = config(1).lr
+    # the rate after each epoch's scheduler step: lr, lr/2 (epoch 2 ends a period), lr/2
+    assert [h["lr"] for h in straight.history] == pytest.approx([lr, lr / 2, lr / 2])
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in straight.history]
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
-    assert a["epoch"] == b["epoch"] == 1
+    assert a["epoch"] == b["epoch"] == 2
+    assert a["scheduler"] == b["scheduler"] and b["scheduler"]["last_epoch"] == 3
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])

@@ -45,7 +45,7 @@ from cellbridge.tiling import plan_tiles
 from cellbridge.train.instance import instance_task, normalised_distance
 from cellbridge.train.loop import TrainConfig, fit
 from cellbridge.train.semantic import IGNORE, class_weights_from_counts, render_class_map, semantic_task
-from shapely.geometry import box
+from shapely.geometry import box, shape
 
 SMEAR_NAMES = [c.name for c in SMEAR_CLASSES]
 
@@ -118,7 +118,13 @@ def test_blend_window_sums_to_one_across_the_overlap() -> None:
     left = blend_window(size, overlap, (False, False, True, False))[0]
     right = blend_window(size, overlap, (True, False, False, False))[0]
     shared = left[size - overlap:] + right[:overlap]
-    assert np.allclose(shared, 1.0) and left.min() > 0 and right.min() > 0
+    assert np.allclose(shared, 1.0)
+    # sin² ramps sampled at pixel centres: never 0, the outermost pixel weighs sin²(π/2 · ½ / overlap)
+    rise = np.sin(np.pi / 2 * (np.arange(overlap) + 0.5) / overlap) ** 2
+    np.testing.assert_allclose(right[:overlap], rise, rtol=1e-6)
+    np.testing.assert_allclose(left[size - overlap:], rise[::-1], rtol=1e-6)
+    assert left.min() == right.min() == pytest.approx(np.sin(np.pi / 48) ** 2, rel=1e-6)   # 0.0043
+    assert (left[:size - overlap] == 1).all() and (right[overlap:] == 1).all()
     assert left[0] == 1.0 and right[-1] == 1.0                         # no ramp on region-border sides
 
 
@@ -323,14 +329,17 @@ def test_cli_segment_writes_qupath_annotations_with_classes_and_areas(semantic_r
         props = feature["properties"]
         assert props["objectType"] == "annotation"
         assert props["classification"]["name"] in SMEAR_NAMES and len(props["classification"]["color"]) == 3
-        assert props["measurements"]["Area µm^2"] > 0
+        # the area of the outline written, in µm² at 0.5 µm per pixel
+        assert props["measurements"]["Area µm^2"] == pytest.approx(shape(feature["geometry"]).area * 0.25, rel=1e-3)
     objects = read_objects(out)
     assert all(o.geometry.is_valid for o in objects)
     predicted = class_map_of(objects, SMEAR_NAMES, smear.class_map.shape)
     assert pixel_metrics(predicted, smear.class_map, len(SMEAR_NAMES) + 1)["pixel_accuracy"] >= 0.85
     total = sum(o.measurements["Area µm^2"] for o in objects)
     assert sum(v for k, v in summary["area"].items() if k != "unit") == pytest.approx(total, rel=1e-3)
-    assert summary["area"]["unit"] == "µm^2" and overlay.stat().st_size > 0
+    assert summary["area"]["unit"] == "µm^2"
+    drawn = cv2.imread(str(overlay))                                    # the image itself (downsample 1), outlined
+    assert drawn.shape == (144, 160, 3) and (drawn != cv2.cvtColor(smear.rgb, cv2.COLOR_RGB2BGR)).any()
     detections = tmp_path / "detections.geojson"
     assert main(["segment", str(image), "--model", str(model), "--out", str(detections), "--as", "detection",
                  "--no-tissue", "--device", "cpu"]) == 0

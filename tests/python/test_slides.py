@@ -96,6 +96,63 @@ def test_upsampling_below_level_zero(tiff_path: Path, image: np.ndarray) -> None
     np.testing.assert_allclose(region[1::2, 1::2].astype(float), image[20:60, 10:60].astype(float), atol=40)
 
 
+RAMP = 64  # side of the ramp slide in level-0 pixels
+SLOPE = 4  # grey levels per level-0 pixel
+
+
+@pytest.fixture(scope="module")
+def ramp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Red = 4 × the x of the pixel centre, green = 4 × its y: a 3-level pyramid whose every level is exact.
+
+    Pixel i holds 4 (i + 0.5); the 2 × 2 mean of a level is again 4 × the centre of the coarser pixel, so every
+    level and every resampling maps a level-0 position p to the value 4 p, whatever the path it takes.
+    """
+    centre = SLOPE * (np.arange(RAMP) + 0.5)
+    image = np.zeros((RAMP, RAMP, 3), np.uint8)
+    image[:, :, 0], image[:, :, 1], image[:, :, 2] = centre[None, :], centre[:, None], 128
+    path = tmp_path_factory.mktemp("ramp") / "ramp.tif"
+    with tifffile.TiffWriter(path) as tw:
+        for level in range(3):
+            data = cv2.resize(image, (RAMP >> level, RAMP >> level), interpolation=cv2.INTER_AREA)
+            tw.write(data, tile=(16, 16), photometric="rgb", subfiletype=1 if level else 0)
+    return path
+
+
+@pytest.mark.parametrize("x, y, w, h, downsample", [
+    (6, 9, 42, 36, 3.0),        # between pyramid levels 1 and 2: level 1 at 1.5 level pixels per output pixel
+    (4.5, 7.5, 45, 39, 1.5),    # from level 0, at a fractional origin
+    (10, 12, 20, 16, 0.5),      # upsampling
+    (20, 16, 10, 8, 0.25),
+    (5, 10, 45, 40, 2.5),       # pre-shrunk by 2 x 2 averaging, then 1.25 level pixels per output pixel
+])
+def test_resampled_pixel_centres_land_exactly(ramp_path: Path, x: float, y: float, w: float, h: float,
+                                              downsample: float) -> None:
+    """Output pixel (u, v) shows level-0 position (x + (u + ½) d, y + (v + ½) d): red 4× that x, green 4× that y."""
+    slide = open_slide(ramp_path)
+    assert slide.level_downsamples == (1.0, 2.0, 4.0)
+    region = slide.read_region(x, y, w, h, downsample).astype(float)
+    out_h, out_w = round(h / downsample), round(w / downsample)
+    assert region.shape == (out_h, out_w, 3)
+    expected_red = SLOPE * (x + (np.arange(out_w) + 0.5) * downsample)
+    expected_green = SLOPE * (y + (np.arange(out_h) + 0.5) * downsample)
+    # a shift of a quarter output pixel would move values by at least 1 grey level
+    np.testing.assert_allclose(region[:, :, 0], np.broadcast_to(expected_red, (out_h, out_w)), atol=0.5)
+    np.testing.assert_allclose(region[:, :, 1], np.broadcast_to(expected_green[:, None], (out_h, out_w)), atol=0.5)
+    assert (region[:, :, 2] == 128).all()
+
+
+@pytest.mark.parametrize("downsample", [0.5, 0.25, 1.5, 3.0])
+def test_a_tile_holds_the_same_pixels_as_the_larger_read_it_is_part_of(tiff_path: Path, downsample: float) -> None:
+    """Neighbouring tiles agree in their overlap: a region's border pixels are interpolated from the pixels
+    just outside it, as they are when read inside a larger region."""
+    slide = open_slide(tiff_path)
+    whole = slide.read_region(96, 48, 96 * 3, 96 * 2, downsample)
+    ox, oy, size = 24, 12, 48  # a tile of 48 x 48 level-0 pixels at offset (24, 12) inside the larger read
+    tile = slide.read_region(96 + ox, 48 + oy, size, size, downsample)
+    u, v, n = round(ox / downsample), round(oy / downsample), round(size / downsample)
+    np.testing.assert_array_equal(tile, whole[v:v + n, u:u + n])
+
+
 def test_outside_the_image_is_white_and_shapes_are_exact(tiff_path: Path, image: np.ndarray) -> None:
     slide = open_slide(tiff_path)
     region = slide.read_region(-50, -30, 200, 100)

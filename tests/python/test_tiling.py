@@ -71,6 +71,18 @@ def test_detect_tissue_on_a_slide_and_rectangle_queries() -> None:
     assert tissue.any_in(1290, 890, 1400, 910) and not tissue.any_in(1340, 890, 1400, 910)  # blob edge + margin
 
 
+def test_a_query_ending_part_way_into_the_only_tissue_cell_sees_it() -> None:
+    mask = np.zeros((8, 8), bool)
+    mask[2, 3] = True  # the one tissue cell: level-0 x in [30, 40), y in [20, 30)
+    tissue = TissueMask(mask, downsample=10.0)
+    assert tissue.tissue_pixels(0, 0, 33, 80) == 1 and tissue.any_in(0, 0, 33, 80)    # right edge 3 px into it
+    assert tissue.tissue_pixels(0, 0, 80, 21.5) == 1 and tissue.any_in(0, 0, 80, 21.5)  # bottom edge 1.5 px in
+    assert tissue.any_in(37.5, 28, 80, 80)                                               # left/top edges inside
+    assert tissue.any_in(31, 21, 32, 22)                                                 # wholly inside the cell
+    assert not tissue.any_in(0, 0, 30, 80) and not tissue.any_in(40, 0, 80, 80)          # ends at / starts past it
+    assert not tissue.any_in(0, 0, 80, 20) and not tissue.any_in(0, 30, 80, 80)
+
+
 def test_tiles_without_tissue_are_not_planned() -> None:
     mask = np.zeros((64, 64), bool)
     mask[10:20, 30:34] = True
@@ -129,5 +141,13 @@ def test_property_cores_partition_the_region(width: int, height: int, tile_size:
 
 
 def test_point_roi() -> None:
+    # the ROI's bounds (450, 450, 550, 550) are exactly one tile: one tile, its core the whole region
     plan = plan_tiles(1000, 1000, tile_size=100, overlap=10, roi=Point(500, 500).buffer(50))
-    assert 1 <= len(plan) <= 4
+    assert plan.region == (450, 450, 550, 550) and (plan.rows, plan.cols) == (1, 1)
+    [tile] = plan.tiles
+    assert tile.bounds == (450, 450, 550, 550) and tile.core == (450, 450, 550, 550)
+    # one pixel wider: a 2 x 2 grid 90 px apart; the bottom-right core starts at (544.5, 544.5), 62.9 px from
+    # the centre, outside the disc of radius 50.5, so that tile is left out
+    wider = plan_tiles(1000, 1000, tile_size=100, overlap=10, roi=Point(500, 500).buffer(50.5))
+    assert (wider.rows, wider.cols) == (2, 2)
+    assert [(t.x, t.y) for t in wider] == [(449.5, 449.5), (539.5, 449.5), (449.5, 539.5)]

@@ -73,9 +73,11 @@ class Slide(abc.ABC):
         level_w, level_h = self.level_dimensions[level]
         scale = downsample / level_downsample  # level pixels per output pixel
         left, top = x / level_downsample, y / level_downsample
-        x0, y0 = math.floor(left + 1e-6), math.floor(top + 1e-6)
-        x1 = math.ceil(left + out_w * scale - 1e-6)
-        y1 = math.ceil(top + out_h * scale - 1e-6)
+        # upsampling interpolates the outermost output pixels with the level pixels just outside the region
+        margin = 1 if scale < 1 - LEVEL_TOLERANCE else 0
+        x0, y0 = math.floor(left + 1e-6) - margin, math.floor(top + 1e-6) - margin
+        x1 = math.ceil(left + out_w * scale - 1e-6) + margin
+        y1 = math.ceil(top + out_h * scale - 1e-6) + margin
         canvas = np.full((y1 - y0, x1 - x0, 3), fill, dtype=np.uint8)
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, level_w), min(y1, level_h)
         if cx1 > cx0 and cy1 > cy0:
