@@ -38,7 +38,7 @@ def test_ihc_scores_per_region_match_the_truth(ihc_slide, tmp_path: Path) -> Non
                   tmp_path / "regions.geojson")
     out, table = tmp_path / "nuclei.geojson", tmp_path / "summary.csv"
     subprocess.run([sys.executable, "-m", "cellbridge", "nuclei", str(ihc_slide.path), "--out", str(out),
-                    "--device", "cpu", "--stain", "ihc-dab", "--annotations", str(tmp_path / "regions.geojson"),
+                    "--model", "nuclei-he", "--device", "cpu", "--stain", "ihc-dab", "--annotations", str(tmp_path / "regions.geojson"),
                     "--summary", str(table), "--report", str(tmp_path / "report")],
                    capture_output=True, text=True, check=True)
     truth = read_objects(ihc_slide.truth_path)
