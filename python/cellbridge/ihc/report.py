@@ -43,6 +43,7 @@ class ReportImage:
             raise ValueError(f"downsample must be a positive number, not {downsample!r}")
         self.canvas = np.ascontiguousarray(rgb).copy()
         self.downsample = float(downsample)
+        self.colours: dict[str, tuple[int, int, int]] = {}   # class name → the colour it was drawn in
 
     @classmethod
     def from_slide(cls, slide: Any, max_side: int = 1600) -> ReportImage:
@@ -55,6 +56,8 @@ class ReportImage:
         if obj.object_type == "annotation":
             return
         colour = _colour(obj)
+        if obj.path_class is not None:
+            self.colours.setdefault(obj.path_class.name, colour)
         geometry = obj.locating_geometry
         polygons = polygons_of(geometry)
         scale = 1.0 / self.downsample
@@ -72,7 +75,7 @@ class ReportImage:
         regions = summary.regions if isinstance(summary, SlideSummary) else list(summary)
         image = self.canvas.copy()
         _outline_regions(image, regions, 1.0 / self.downsample)
-        table = _table(regions, title, max(image.shape[1], 760))
+        table = _table(regions, title, max(image.shape[1], 760), self.colours)
         out = np.full((image.shape[0] + table.shape[0], table.shape[1], 3), 255, np.uint8)
         out[:image.shape[0], :image.shape[1]] = image
         out[image.shape[0]:] = table
@@ -118,9 +121,12 @@ def _colour(obj: PathObject) -> tuple[int, int, int]:
     return obj.path_class.color or class_color(obj.path_class.name)
 
 
-def _table(regions: Sequence[RegionSummary], title: str, width: int) -> np.ndarray:
+def _table(regions: Sequence[RegionSummary], title: str, width: int,
+           colours: dict[str, tuple[int, int, int]] | None = None) -> np.ndarray:
     """A white panel: the title, a legend of class colours, then one line per region."""
     line = 22
+    if regions and not any(r.scored for r in regions):
+        return _count_table(regions, title, width, colours)
     graded = any(r.graded for r in regions)
     labels = INTENSITY_CLASSES if graded else ("Negative", POSITIVE)
     height = line * (3 + 2 * len(regions)) + 10
@@ -150,6 +156,41 @@ def _table(regions: Sequence[RegionSummary], title: str, width: int) -> np.ndarr
         elif not math.isnan(region.area_px):
             parts.append(f"area {region.area_px:.3g} px2")
         _text(panel, "    " + "   ".join(parts), (8, y), 0.5, (40, 40, 40), 1)
+    return panel
+
+
+def _count_table(regions: Sequence[RegionSummary], title: str, width: int,
+                 colours: dict[str, tuple[int, int, int]] | None = None) -> np.ndarray:
+    """The panel of an unscored run: the title, a legend of the classes, one line of counts and density per
+    region."""
+    line = 22
+    labels = sorted({c for r in regions for c in r.class_counts})
+    height = line * (3 + 2 * len(regions)) + 10
+    panel = np.full((height, width, 3), 255, np.uint8)
+    y = line
+    if title:
+        _text(panel, _ascii(title), (8, y), 0.6, (0, 0, 0), 2)
+    y += line
+    x = 8
+    for label in labels:
+        cv2.rectangle(panel, (x, y - 12), (x + 14, y + 2), (colours or {}).get(label) or class_color(label), -1)
+        _text(panel, _ascii(label), (x + 20, y), 0.5, (0, 0, 0), 1)
+        x += 30 + 12 * len(label) + 20
+    for number, region in enumerate(regions, start=1):
+        y += line
+        counts = "  ".join(f"{label} {region.class_counts.get(label, 0)}" for label in labels)
+        _text(panel, _ascii(f"{number}. {region.name}: {region.detections} objects  ({counts})"), (8, y), 0.5,
+              (0, 0, 0), 1)
+        y += line
+        density = region.detections_per_mm2
+        parts = [f"{_number(density)} objects/mm2" if not math.isnan(density) else "density n/a (no pixel size)"]
+        if not math.isnan(region.area_um2):
+            parts.append(f"area {region.area_um2 / 1e6:.3g} mm2")
+        elif not math.isnan(region.area_px):
+            parts.append(f"area {region.area_px:.3g} px2")
+        if region.clip_note:
+            parts.append(region.clip_note)
+        _text(panel, _ascii("    " + "   ".join(parts)), (8, y), 0.5, (40, 40, 40), 1)
     return panel
 
 
