@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "detect":
         from cellbridge.train.detect import evaluate_detector
 
-        result = evaluate_detector(args.model, args.data, split=args.split, device=args.device)
+        result = evaluate_detector(args.model, args.data, split=args.split, device=args.device, progress=True)
         shown = result
     else:
         from cellbridge.evaluate.nuclei import evaluate_nuclei, read_label_folder

@@ -80,12 +80,13 @@ class TrainingClock:
 
 
 @contextlib.contextmanager
-def validation_progress(module: torch.nn.Module, total: int | None, enabled: bool = True) -> Iterator[list[int]]:
+def validation_progress(module: torch.nn.Module, total: int | None, enabled: bool = True,
+                        desc: str = "validation") -> Iterator[list[int]]:
     """A progress bar that moves with each forward pass of `module` while the block runs (a task's validation
     calls the model once per image or batch); yields a one-element list holding the count of passes so far.
     `total`: the count of an earlier validation, when known."""
     calls = [0]
-    bar = tqdm(total=total, desc="validation", unit="pass", disable=not enabled, leave=False)
+    bar = tqdm(total=total, desc=desc, unit="pass", disable=not enabled, leave=False)
 
     def counted(*_: object) -> None:
         calls[0] += 1
