@@ -187,6 +187,9 @@ def test_batch_writes_geojson_and_counts_and_resumes(tmp_path: Path, slides: lis
     assert [o.status for o in again.outcomes] == ["skipped"] * 3
     assert {o.output: o.output.stat().st_mtime_ns for o in again.outcomes} == stamps
     assert [int(r["objects"]) for r in read_csv(out / "counts.csv")] == [int(r["objects"]) for r in rows]
+    # a skipped image keeps the time its run took
+    assert [r["seconds"] for r in read_csv(out / "counts.csv")] == [r["seconds"] for r in rows]
+    assert all(float(r["seconds"]) > 0 for r in rows)
 
     # one output deleted, one made with other parameters: only those two are redone
     summary.outcomes[1].output.unlink()
