@@ -132,6 +132,9 @@ def test_paquo_is_used_only_when_it_can_run_qupath(tmp_path: Path, slides: list[
     assert read_project(tmp_path / "proj").reader == "json"        # auto: falls back to the JSON
     with pytest.raises(ProjectError, match="paquo cannot read the project"):
         read_project(tmp_path / "proj", reader="paquo")
+    monkeypatch.setattr(projects, "paquo_installed", lambda: False)   # asked for, but not installed: say how
+    with pytest.raises(ProjectError, match=r"--reader paquo needs the paquo package.*pip install paquo.*--reader json"):
+        read_project(tmp_path / "proj", reader="paquo")
 
 
 def test_cancelling_between_images_keeps_what_is_done(tmp_path: Path, slides: list[Path]) -> None:

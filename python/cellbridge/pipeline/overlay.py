@@ -1,8 +1,9 @@
 """The overlay PNG of a run: objects outlined over a downsampled view of the slide, with a legend of counts.
 
 Outlines use a display palette chosen to stand out from what slides look like (hematoxylin blue-purple, eosin
-pink, DAB brown, pale glass): cyan, yellow, green, orange, magenta, azure, red; unclassified objects in black. The GeoJSON keeps each class's own colour (QuPath's);
-only the picture uses the palette. Cells are drawn with their boundary and their nucleus.
+pink, DAB brown, pale glass): cyan, yellow, green, orange, magenta, azure, red; unclassified objects in black.
+The GeoJSON keeps each class's own colour (QuPath's); only the picture uses the palette. Cells are drawn with
+their boundary and their nucleus.
 
     drawer = OverlayDrawer(slide, classes=["Immune cells", "Stroma", "Tumor"])
     for obj in objects:
