@@ -57,14 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ihc.add_argument("--stain", choices=["he", "ihc-dab"], default="he",
                      help="ihc-dab: score each nucleus's DAB optical density and summarise per region")
     ihc.add_argument("--stain-vectors", default="estimate",
-                     help="estimate (Macenko: the stain colours read from the slide's own darkest pixels, per "
+                     help="estimate (Macenko: the stain colours read from the slide's own stained pixels, per "
                           "slide; falls back to QuPath's defaults), default, or a JSON file")
     ihc.add_argument("--positivity", default="0.2,0.4,0.6",
                      help="DAB OD thresholds: three for Negative/1+/2+/3+, one for Positive/Negative, or a JSON "
                           "of reference colours (a colour classifier) (default 0.2,0.4,0.6)")
     ihc.add_argument("--keep-classes", action="store_true", help="keep the model's class as parent (Tumor: 2+)")
     regions = nuclei.add_argument_group(
-        "Regions (any stain: counts per class and per mm²; with --stain ihc-dab also positive %%, H-score)")
+        "Regions (any stain: counts per class and per mm²; with --stain ihc-dab also positive %, H-score)")
     regions.add_argument("--annotations", help="QuPath GeoJSON whose annotations are the regions to summarise, "
                          "each named by its 'name' property (default: the whole image); written back with the "
                          "summary measurements, clipped to each image")
