@@ -171,7 +171,8 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         scheduler.step()
         module.eval()
         validation_started = time.perf_counter()
-        with torch.no_grad(), validation_progress(module, clock.validation_calls if clock else None, progress) as calls:
+        expected = clock.validation_calls if clock else None
+        with torch.no_grad(), validation_progress(module, expected, progress) as calls:
             metrics = {k: float(v) for k, v in task.validate(module, device).items()}
         validation_seconds = time.perf_counter() - validation_started
         if clock is not None:
