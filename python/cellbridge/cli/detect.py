@@ -183,7 +183,8 @@ class RegionRun:
                                    classes=self.pipeline.package.spec.class_names)
         for note in summary.notes:
             print(f"cellbridge {self.args.task}: {slide.path.name}: region {note}", file=sys.stderr)
-        report = ReportImage.from_slide(slide) if self.args.report else None
+        report = ReportImage.from_slide(slide, classes=self.pipeline.package.spec.class_names) \
+            if self.args.report else None
 
         def each(obj) -> None:
             summary.add(obj)
