@@ -55,6 +55,7 @@ def test_a_recipe_gives_the_built_in_models_settings_and_options_override_it() -
     nuclei = parse("--recipe", "nuclei-he")
     assert nuclei.task == "nuclei" and nuclei.mpp == 0.5
     assert (nuclei.crop, nuclei.steps_per_epoch, nuclei.epochs) == (160, 40, 14)   # from its recorded command
+    assert nuclei.schedule == "constant"                     # it was trained at a constant learning rate
     plain = parse("--task", "detect")
     assert (plain.epochs, plain.lr, plain.architecture, plain.downsample) == (10, None, None, 1.0)
 
