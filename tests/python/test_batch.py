@@ -132,6 +132,9 @@ def test_paquo_is_used_only_when_it_can_run_qupath(tmp_path: Path, slides: list[
     assert read_project(tmp_path / "proj").reader == "json"        # auto: falls back to the JSON
     with pytest.raises(ProjectError, match="paquo cannot read the project"):
         read_project(tmp_path / "proj", reader="paquo")
+    monkeypatch.setattr(projects, "paquo_installed", lambda: False)   # asked for, but not installed: say how
+    with pytest.raises(ProjectError, match=r"--reader paquo needs the paquo package.*pip install paquo.*--reader json"):
+        read_project(tmp_path / "proj", reader="paquo")
 
 
 def test_cancelling_between_images_keeps_what_is_done(tmp_path: Path, slides: list[Path]) -> None:
@@ -187,6 +190,9 @@ def test_batch_writes_geojson_and_counts_and_resumes(tmp_path: Path, slides: lis
     assert [o.status for o in again.outcomes] == ["skipped"] * 3
     assert {o.output: o.output.stat().st_mtime_ns for o in again.outcomes} == stamps
     assert [int(r["objects"]) for r in read_csv(out / "counts.csv")] == [int(r["objects"]) for r in rows]
+    # a skipped image keeps the time its run took
+    assert [r["seconds"] for r in read_csv(out / "counts.csv")] == [r["seconds"] for r in rows]
+    assert all(float(r["seconds"]) > 0 for r in rows)
 
     # one output deleted, one made with other parameters: only those two are redone
     summary.outcomes[1].output.unlink()

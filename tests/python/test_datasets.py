@@ -143,3 +143,13 @@ def test_convert_voc_to_coco_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (out.parent / image["file_name"]).resolve() == (root / "JPEGImages" / "img0.jpg").resolve()
     assert main(["convert", str(tmp_path / "missing"), str(out)]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_convert_to_geojson_writes_editable_annotations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cellbridge.io.qupath_geojson import read_objects
+
+    root = make_voc(tmp_path / "voc", {0: [("RBC", 1, 1, 10, 20), ("WBC", 50, 40, 90, 70)]})
+    assert main(["convert", str(root), str(tmp_path / "labels"), "--to", "geojson"]) == 0
+    objects = read_objects(tmp_path / "labels" / "img0.geojson")
+    assert [(o.object_type, o.class_name, o.geometry.bounds) for o in objects] == [
+        ("annotation", "RBC", (0, 0, 10, 20)), ("annotation", "WBC", (49, 39, 90, 70))]

@@ -80,7 +80,7 @@ def synthetic_images(folder: Path, count: int, seed: int, size: int = 112) -> Pa
     return folder / "annotations.json"
 
 
-def test_tiny_detector_learns_generated_boxes(tmp_path: Path) -> None:
+def test_tiny_detector_learns_generated_boxes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     train_json = synthetic_images(tmp_path / "train", 48, seed=1)
     test_json = synthetic_images(tmp_path / "test", 24, seed=2)
     task = detection_task(str(train_json), architecture="fasterrcnn_tiny", params=TINY, val_split=0.2,
@@ -91,8 +91,10 @@ def test_tiny_detector_learns_generated_boxes(tmp_path: Path) -> None:
     package = load_model(tmp_path / "model")
     assert package.spec.class_names == CLASSES
     assert package.spec.training["data"]["train"]["images"] == 38
-    metrics = evaluate_detector(package, str(test_json), device="cpu")
+    metrics = evaluate_detector(package, str(test_json), device="cpu", progress=True)
     assert metrics["images"] == 24
+    shown = capsys.readouterr().err                          # a bar over the 24 / 4 = 6 batches
+    assert "evaluate: 100%" in shown and "6/6" in shown, shown
     assert metrics["AP50"] >= 0.8, metrics
     assert min(metrics["per_class_AP50"].values()) >= 0.6, metrics
 

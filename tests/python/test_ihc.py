@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from cellbridge.errors import CellBridgeError
+from cellbridge.ihc.summary import COUNT_COLUMNS
 from cellbridge.ihc import (
     CSV_COLUMNS,
     RegionSummary,
@@ -426,3 +427,30 @@ def test_ihc_truth_geojson_and_cli(tmp_path) -> None:
 def test_angle_between() -> None:
     assert angle_between((1, 0, 0), (0, 1, 0)) == pytest.approx(90.0)
     assert angle_between((1, 1, 0), (2, 2, 0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_unscored_regions_count_each_class_and_clip_to_the_image(tmp_path) -> None:
+    # a region drawn for a larger image: half of it lies left of this 2048 × 1024 image
+    wide = PathObject(box(-1024, 0, 1024, 1024), "annotation", name="wide")
+    summary = SlideSummary("he.tif", [wide], image_size=(2048, 1024), mpp=0.5, scored=False,
+                           classes=["Stroma", "Tumor"])
+    for x, name in ((100, "Tumor"), (300, "Tumor"), (500, "Immune cells"), (1500, "Tumor")):   # the last: outside
+        summary.add(_nucleus(x, 100, name))
+    (region,) = summary.regions
+    assert region.area_px == 1024 * 1024 and wide.geometry.bounds == (0, 0, 1024, 1024)   # clipped, annotation too
+    assert summary.notes == ["wide: clipped to the image (2048×1024 px): 50% of the region lay outside"]
+    area_mm2 = 1024 * 1024 * 0.25 / 1e6
+    assert region.measurements() == pytest.approx({
+        "Num Detections": 3, "Num Immune cells": 1, "Num Stroma": 0, "Num Tumor": 2,
+        "Num Detections per mm^2": 3 / area_mm2, "Area \u00b5m^2": 1024 * 1024 * 0.25})
+    whole = SlideSummary("he.tif", image_size=(2048, 1024), scored=False)
+    whole.add(_nucleus(1500, 100, "Tumor"))
+    path = tmp_path / "counts.csv"
+    write_summary_csv([*summary.rows(), *whole.rows()], path, COUNT_COLUMNS)
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:len(COUNT_COLUMNS)] == list(COUNT_COLUMNS)
+    assert rows[0]["Num Tumor"] == "2" and rows[0]["Num Detections per mm^2"] == "11.4441"   # 3 / 0.262144 mm²
+    assert "50% of the region lay outside" in rows[0]["Note"]
+    assert rows[1]["Area px^2"] == "2097152"                                   # whole numbers in plain decimals
+    assert rows[1]["Num Tumor"] == "1" and rows[1]["Num Stroma"] == ""          # listed only where asked for

@@ -10,7 +10,15 @@ import pytest
 import torch
 from cellbridge.engines.device import AdaptiveBatcher, DeviceError, available_devices, resolve_device
 from cellbridge.engines.nuclei import build_nuclei_unet
-from cellbridge.models.package import ModelError, ModelSpec, list_models, load_model, save_model
+from cellbridge.models.package import (
+    BUILTIN_DIR,
+    ModelError,
+    ModelSpec,
+    list_models,
+    load_model,
+    resolve_model_dir,
+    save_model,
+)
 
 
 def tiny_spec(**changes) -> ModelSpec:
@@ -86,6 +94,18 @@ def test_models_are_found_by_name_on_the_search_path(package: Path, monkeypatch:
     assert load_model("tiny").path == package
     shutil.rmtree(package)
     assert "tiny" not in [m["name"] for m in list_models()]
+
+
+def test_a_folder_named_like_a_built_in_does_not_replace_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    spec = tiny_spec(name="nuclei-he")
+    impostor = save_model(tmp_path / "nuclei-he", spec, build_nuclei_unet(spec))
+    monkeypatch.setenv("CELLBRIDGE_MODEL_PATH", str(tmp_path))
+    with caplog.at_level("WARNING"):
+        assert resolve_model_dir("nuclei-he") == BUILTIN_DIR / "nuclei-he"
+    assert str(impostor) in caplog.text and "not used" in caplog.text
+    assert [m["path"] for m in list_models() if m["name"] == "nuclei-he"] == [str(BUILTIN_DIR / "nuclei-he")]
+    assert load_model(impostor).spec.class_names == ["Nucleus"]       # its folder path still reaches it
 
 
 def test_devices_resolve_or_say_what_is_there() -> None:

@@ -106,7 +106,29 @@ def default_local_workers() -> int:
 
 
 @contextlib.contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Errors only from Dask's own loggers while the batch runs (its INFO lines about starting schedulers,
+    registering workers and closing connections would flood the progress bar), unless debug logging is on."""
+    logger = logging.getLogger("distributed")
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+@contextlib.contextmanager
 def _client(options: Any) -> Iterator[Any]:
+    with _quiet_dask_logs(), _connect(options) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _connect(options: Any) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if options.scheduler == "local":

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 PROJECT_FILE = "project.qpproj"
 READERS = ("auto", "json", "paquo")
+PAQUO_INSTALL = ("pip install paquo (in the environment that runs cellbridge), and a QuPath it can find: QuPath "
+                 "installed in its default place, or `paquo get_qupath --install-path DIR 0.6.0` (it prints how to "
+                 "point paquo at that copy)")
 #: server builder types that keep the file's pixels unchanged (a generated pyramid reads the same pixels)
 PASS_THROUGH_BUILDERS = ("pyramidize",)
 
@@ -91,6 +94,9 @@ def read_project(path: str | os.PathLike[str], reader: str = "auto") -> QuPathPr
     if reader not in READERS:
         raise ProjectError(f"unknown project reader {reader!r}; expected one of {', '.join(READERS)}")
     file = project_file(path)
+    if reader == "paquo" and not paquo_installed():
+        raise ProjectError(f"--reader paquo needs the paquo package, which is not installed: {PAQUO_INSTALL}; "
+                           "or use --reader json")
     if reader == "paquo" or (reader == "auto" and paquo_available()):
         try:
             return _read_with_paquo(file)
@@ -228,11 +234,16 @@ def _load_json(path: Path, what: str) -> Any:
 # ----------------------------------------------------------------------------------------------- paquo reader
 
 
-def paquo_available() -> bool:
-    """True when paquo is installed and finds a QuPath installation (paquo runs QuPath's own Java classes)."""
+def paquo_installed() -> bool:
+    """True when the paquo package can be imported."""
     import importlib.util
 
-    if importlib.util.find_spec("paquo") is None:
+    return importlib.util.find_spec("paquo") is not None
+
+
+def paquo_available() -> bool:
+    """True when paquo is installed and finds a QuPath installation (paquo runs QuPath's own Java classes)."""
+    if not paquo_installed():
         return False
     try:
         from paquo.jpype_backend import find_qupath  # type: ignore[import-not-found]

@@ -270,7 +270,8 @@ class ImageRunner:
             return outcome
         if previous is None:
             return None
-        outcome.status, outcome.counts, outcome.output = "skipped", previous, geojson
+        outcome.status, outcome.output = "skipped", geojson
+        outcome.counts, outcome.seconds = previous
         return outcome
 
     def run(self, task: ImageTask) -> ImageOutcome:
@@ -325,8 +326,9 @@ class ImageRunner:
                 cell_expansion=self.options.cell_expansion, engine=engine, progress=False))
         return self._pipeline
 
-    def _previous(self, geojson: Path, sidecar: Path, stamp: dict[str, int]) -> dict[str, int] | None:
-        """The counts of an earlier run with the same signature on the same file, else None."""
+    def _previous(self, geojson: Path, sidecar: Path,
+                  stamp: dict[str, int]) -> tuple[dict[str, int], float | None] | None:
+        """The counts and seconds of an earlier run with the same signature on the same file, else None."""
         if not geojson.is_file() or not sidecar.is_file():
             return None
         try:
@@ -338,7 +340,8 @@ class ImageRunner:
         counts = data.get("counts")
         if not isinstance(counts, dict) or not all(isinstance(v, int) for v in counts.values()):
             return None
-        return {str(k): v for k, v in counts.items()}
+        seconds = data.get("seconds")
+        return {str(k): v for k, v in counts.items()}, float(seconds) if isinstance(seconds, (int, float)) else None
 
     def _write_sidecar(self, sidecar: Path, image: ProjectImage, stamp: dict[str, int], counts: dict[str, int],
                        geojson: Path, seconds: float) -> None:

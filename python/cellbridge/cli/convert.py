@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert", help="convert a Pascal VOC or COCO dataset to COCO JSON or QuPath GeoJSON",
         description="Read Pascal VOC (a folder with Annotations/ and JPEGImages/) or COCO JSON into one dataset "
                     "and write it as COCO JSON (image paths relative to the JSON) or as one QuPath GeoJSON per "
-                    "image (to view or correct the labels in QuPath).")
+                    "image whose labels are annotations (editable in QuPath: File > Import objects, then correct "
+                    "them and export-coco again).")
     parser.add_argument("source", help="VOC folder or COCO .json file")
     parser.add_argument("out", help="output .json file (--to coco) or folder (--to geojson)")
     parser.add_argument("--from", dest="source_format", choices=["auto", "voc", "coco"], default="auto",
@@ -50,13 +51,14 @@ def read_dataset(source: str, source_format: str = "auto", split: str | None = N
 
 
 def image_objects(image: ImageRecord, dataset: Dataset) -> list[PathObject]:
-    """A dataset image's annotations as QuPath detections (outline when known, else the box)."""
+    """A dataset image's labels as QuPath annotations (outline when known, else the box), which QuPath lets users
+    edit (detections it does not)."""
     from shapely.geometry import box
 
     objects = []
     for a in image.annotations:
         geometry = a.geometry if a.geometry is not None else box(*a.bbox)
-        objects.append(PathObject(geometry, "detection", PathClass.of(a.label, dataset.colors.get(a.label))))
+        objects.append(PathObject(geometry, "annotation", PathClass.of(a.label, dataset.colors.get(a.label))))
     return objects
 
 

@@ -51,20 +51,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="grow cells this many µm around nuclei (px when the pixel size is unknown); "
                              "cells never overlap (default 0: nuclei only)")
     nuclei.add_argument("--foreground", choices=["model", "otsu"], help="nucleus foreground: the model's "
-                        "(default) or Otsu on hematoxylin (seed 002)")
-    ihc = nuclei.add_argument_group("IHC scoring (seed 002; QuPath's positive cell detection conventions)")
+                        "(default) or Otsu on hematoxylin")
+    ihc = nuclei.add_argument_group("IHC scoring (QuPath's positive cell detection conventions; OD = optical "
+                                    "density, -log10 of the transmitted light: 0 clear glass, ~1 dark stain)")
     ihc.add_argument("--stain", choices=["he", "ihc-dab"], default="he",
                      help="ihc-dab: score each nucleus's DAB optical density and summarise per region")
     ihc.add_argument("--stain-vectors", default="estimate",
-                     help="estimate (Macenko, per slide; falls back to QuPath's defaults), default, or a JSON file")
+                     help="estimate (Macenko: the stain colours read from the slide's own stained pixels, per "
+                          "slide; falls back to QuPath's defaults), default, or a JSON file")
     ihc.add_argument("--positivity", default="0.2,0.4,0.6",
                      help="DAB OD thresholds: three for Negative/1+/2+/3+, one for Positive/Negative, or a JSON "
-                          "of reference colours (seed 002's colour classifier) (default 0.2,0.4,0.6)")
-    ihc.add_argument("--annotations", help="QuPath GeoJSON whose annotations are the regions to summarise "
-                     "(default: the whole image); written back with the summary measurements")
-    ihc.add_argument("--summary", help="CSV with one row per image × region (counts, positive %%, H-score, /mm²)")
-    ihc.add_argument("--report", help="folder for a PNG report per image (overlay + numbers)")
+                          "of reference colours (a colour classifier) (default 0.2,0.4,0.6)")
     ihc.add_argument("--keep-classes", action="store_true", help="keep the model's class as parent (Tumor: 2+)")
+    regions = nuclei.add_argument_group(
+        "Regions (any stain: counts per class and per mm²; with --stain ihc-dab also positive %, H-score)")
+    regions.add_argument("--annotations", help="QuPath GeoJSON whose annotations are the regions to summarise, "
+                         "each named by its 'name' property (default: the whole image); written back with the "
+                         "summary measurements, clipped to each image")
+    regions.add_argument("--summary", help="CSV with one row per image × region")
+    regions.add_argument("--report", help="folder for a PNG report per image (objects, regions, numbers)")
     nuclei.set_defaults(func=run, task="nuclei")
 
 
@@ -107,60 +112,79 @@ def run(args: argparse.Namespace) -> int:
         raise CellBridgeError(f"model {args.model!r} is a {pipeline.package.spec.task} model; `nuclei` needs a "
                               "nuclei model (use `cellbridge detect` for detectors)")
     roi = load_roi(args.roi) if args.roi else None
-    ihc = IhcRun(args, pipeline) if getattr(args, "stain", "he") == "ihc-dab" else None
+    scoring = getattr(args, "stain", "he") == "ihc-dab"
+    wants_regions = any(getattr(args, name, None) for name in ("annotations", "summary", "report"))
+    regions = RegionRun(args, pipeline, scoring) if scoring or wants_regions else None
+    summaries = []
     for source, out, overlay in _outputs(args):
         with open_slide(source, mpp=_number(args.pixel_size)) as slide:
-            if ihc is None:
+            if regions is None:
                 result = pipeline.run(slide, out, roi, overlay=overlay)
                 extra = {}
             else:
-                result, extra = ihc.run(slide, out, roi, overlay)
+                result, extra = regions.run(slide, out, roi, overlay)
         summary = {"input": str(source), **result.summary(), **extra}
         if overlay:
             summary["overlay"] = str(overlay)
-        print(json.dumps(summary, indent=2, ensure_ascii=False))
-    if ihc is not None:
-        ihc.finish()
+        summaries.append(summary)
+    if regions is not None:
+        regions.finish()
+    # one JSON document: the summary of the one input, or a list with one per input
+    print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, ensure_ascii=False))
     return 0
 
 
-class IhcRun:
-    """Per-slide IHC set-up (stain vectors, regions, report) and the batch CSV."""
+class RegionRun:
+    """Per-slide regions (counts per class and density; with IHC scoring also the stain vectors and positivity),
+    the report image, and the CSV over every input."""
 
-    def __init__(self, args: argparse.Namespace, pipeline) -> None:
+    def __init__(self, args: argparse.Namespace, pipeline, scoring: bool) -> None:
         from pathlib import Path
 
         from cellbridge.ihc import parse_positivity
         from cellbridge.io.qupath_geojson import read_objects
 
-        self.args, self.pipeline = args, pipeline
-        positivity = parse_positivity(args.positivity)
-        if isinstance(positivity, Path):
-            from cellbridge.engines.classify import load_classifier
-            pipeline.classifier = load_classifier(positivity)
-            self.thresholds: tuple[float, ...] | None = None
-        else:
-            self.thresholds = tuple(positivity)
-            pipeline.options.positivity = self.thresholds
-        pipeline.options.derive_classes = args.keep_classes
+        self.args, self.pipeline, self.scoring = args, pipeline, scoring
+        self.thresholds: tuple[float, ...] | None = None
+        if scoring:
+            positivity = parse_positivity(args.positivity)
+            if isinstance(positivity, Path):
+                from cellbridge.engines.classify import load_classifier
+                pipeline.classifier = load_classifier(positivity)
+            else:
+                self.thresholds = tuple(positivity)
+                pipeline.options.positivity = self.thresholds
+            pipeline.options.derive_classes = args.keep_classes
         self.regions = [o for o in read_objects(args.annotations) if o.object_type == "annotation"] \
             if args.annotations else []
+        if args.annotations and not self.regions:
+            from cellbridge.errors import CellBridgeError
+            raise CellBridgeError(f"{args.annotations}: no annotations to use as regions")
         self.rows: list[dict] = []
 
     def run(self, slide, out, roi, overlay):
+        import sys
         from pathlib import Path
 
         from cellbridge.ihc import ReportImage, SlideSummary, stains_for_slide
 
-        stains, note = stains_for_slide(self.args.stain_vectors, slide)
-        if self.thresholds is not None:
-            self.pipeline.options.stain_vectors = stains
-        summary = SlideSummary(slide.path.name, [_copy(r) for r in self.regions], image_size=slide.dimensions,
-                               whole_image=roi, mpp=slide.mpp or _number(self.args.pixel_size),
-                               graded=self.thresholds is not None and len(self.thresholds) == 3,
-                               extra={"Stain vectors": stains.to_qupath(),
-                                      "Thresholds": self.args.positivity})
-        report = ReportImage.from_slide(slide) if self.args.report else None
+        mpp = slide.mpp or _number(self.args.pixel_size)
+        if self.scoring:
+            stains, note = stains_for_slide(self.args.stain_vectors, slide)
+            if self.thresholds is not None:
+                self.pipeline.options.stain_vectors = stains
+            summary = SlideSummary(slide.path.name, [_copy(r) for r in self.regions], image_size=slide.dimensions,
+                                   whole_image=roi, mpp=mpp,
+                                   graded=self.thresholds is not None and len(self.thresholds) == 3,
+                                   extra={"Stain vectors": stains.to_qupath(), "Thresholds": self.args.positivity})
+        else:
+            summary = SlideSummary(slide.path.name, [_copy(r) for r in self.regions], image_size=slide.dimensions,
+                                   whole_image=roi, mpp=mpp, scored=False,
+                                   classes=self.pipeline.package.spec.class_names)
+        for note in summary.notes:
+            print(f"cellbridge {self.args.task}: {slide.path.name}: region {note}", file=sys.stderr)
+        report = ReportImage.from_slide(slide, classes=self.pipeline.package.spec.class_names) \
+            if self.args.report else None
 
         def each(obj) -> None:
             summary.add(obj)
@@ -168,10 +192,11 @@ class IhcRun:
                 report.draw(obj)
 
         result = self.pipeline.run(slide, out, roi, overlay=overlay, on_object=each, trailer=summary.apply)
-        extra = {"stain_vectors": stains.to_json(), "stain_note": note,
-                 "regions": [r.row() for r in summary.regions]}
+        extra = {"stain_vectors": stains.to_json(), "stain_note": note} if self.scoring else {}
+        extra["regions"] = [r.row() for r in summary.regions]
         if report is not None:
-            path = Path(self.args.report) / f"{Path(slide.path).stem}-ihc.png"
+            suffix = "ihc" if self.scoring else "regions"
+            path = Path(self.args.report) / f"{Path(slide.path).stem}-{suffix}.png"
             report.save(path, summary, title=slide.path.name)
             extra["report"] = str(path)
         self.rows += summary.rows()
@@ -179,8 +204,8 @@ class IhcRun:
 
     def finish(self) -> None:
         if self.args.summary:
-            from cellbridge.ihc import write_summary_csv
-            write_summary_csv(self.rows, self.args.summary)
+            from cellbridge.ihc.summary import COUNT_COLUMNS, CSV_COLUMNS, write_summary_csv
+            write_summary_csv(self.rows, self.args.summary, CSV_COLUMNS if self.scoring else COUNT_COLUMNS)
 
 
 def _number(pixel_size: float | str | None) -> float | None:

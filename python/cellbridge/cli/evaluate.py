@@ -12,11 +12,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the command's parser."""
     parser = subparsers.add_parser(
         "evaluate", help="score a model on labelled images",
-        description="nuclei: F1 at IoU 0.5, precision, recall, mean matched IoU, panoptic quality and centre F1 at "
-                    "4/8 px, overall and per image, on a DSB-2018-style folder (images/, labels/, points/). "
+        description="nuclei: F1 at IoU 0.5, precision, recall, mean matched IoU, panoptic quality (PQ = that F1 × "
+                    "the mean IoU of the matched nuclei: finding them and outlining them in one number, 0-1) and "
+                    "centre F1 at 4/8 px, overall and per image, on a DSB-2018-style folder (images/, labels/, "
+                    "points/). "
                     "detect: COCO AP, AP50, AR100 and per-class AP50 on a VOC folder or COCO JSON.")
     parser.add_argument("--task", required=True, choices=["nuclei", "keypoints", "instance", "detect"],
-                        help="nuclei (alias keypoints), instance (glands: adds GlaS object F1 / Dice / Hausdorff "
+                        help="nuclei (alias keypoints, as in train), instance (glands: adds GlaS object F1 / Dice / Hausdorff "
                              "on the same folder layout) or detect")
     parser.add_argument("--model", required=True, help="model folder or name")
     parser.add_argument("--data", required=True, help="labelled data (see above)")
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "detect":
         from cellbridge.train.detect import evaluate_detector
 
-        result = evaluate_detector(args.model, args.data, split=args.split, device=args.device)
+        result = evaluate_detector(args.model, args.data, split=args.split, device=args.device, progress=True)
         shown = result
     else:
         from cellbridge.evaluate.nuclei import evaluate_nuclei, read_label_folder

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +34,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141   # 128 + SIGPIPE, what a shell reports for a reader that stopped early
+DEBUG_HELP = "show full tracebacks and debug logging"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep-learning cell detection and nucleus segmentation for QuPath.",
     )
     parser.add_argument("--version", action="version", version=f"cellbridge {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for command in subparsers.choices.values():   # `cellbridge nuclei … --debug` works as well as before the command
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
 
 
@@ -62,12 +67,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT_ERROR
     try:
         result = args.func(args)
+        sys.stdout.flush()   # a closed pipe shows here, not in the interpreter's exit
     except KeyboardInterrupt:
         print("cellbridge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:   # `cellbridge tiles … | head`: the reader left; say nothing more
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (CellBridgeError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
         if args.debug:
             raise
-        print(f"cellbridge {args.command}: error: {error}", file=sys.stderr)
+        print(f"cellbridge {args.command}: error: {_message(error)}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     return int(result or 0)
+
+
+def _message(error: Exception) -> str:
+    """The error in words: an OSError as "PATH: reason" instead of "[Errno 2] No such file or directory: 'PATH'"."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return f"{os.fsdecode(error.filename)}: {error.strerror.lower()}"
+    return str(error)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

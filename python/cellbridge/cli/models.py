@@ -9,8 +9,10 @@ import json
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the command's parser."""
     parser = subparsers.add_parser("models", help="list the models available by name",
-                                   description="List model packages on the search path ($CELLBRIDGE_MODEL_PATH, "
-                                               "then the built-in models) as JSON.")
+                                   description="List model packages found by name as JSON: the built-in models first "
+                                               "(a folder of the same name on $CELLBRIDGE_MODEL_PATH never "
+                                               "replaces one), then the folders in $CELLBRIDGE_MODEL_PATH in "
+                                               "order.")
     parser.set_defaults(func=run)
 
 

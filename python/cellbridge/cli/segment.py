@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise CellBridgeError(f"model {args.model!r} is a {task} model; `segment` needs a semantic or instance "
                               "model (use `cellbridge detect` or `cellbridge nuclei`)")
     roi = load_roi(args.roi) if args.roi else None
+    summaries = []
     for source, out, overlay in _outputs(args):
         with open_slide(source, mpp=args.pixel_size) as slide:
             area_name = shape_name("Area", slide.mpp or args.pixel_size)
@@ -73,5 +74,7 @@ def run(args: argparse.Namespace) -> int:
                    "area": {"unit": area_name.split(" ", 1)[1], **{k: round(v, 2) for k, v in sorted(areas.items())}}}
         if overlay:
             summary["overlay"] = str(overlay)
-        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        summaries.append(summary)
+    # one JSON document: the summary of the one input, or a list with one per input
+    print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, ensure_ascii=False))
     return 0

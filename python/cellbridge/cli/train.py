@@ -6,8 +6,21 @@ import argparse
 import json
 import shlex
 import sys
+from typing import Any
 
-TASKS = ("detect", "keypoints", "semantic", "instance")
+TASKS = ("detect", "nuclei", "semantic", "instance")
+TASK_ALIASES = {"keypoints": "nuclei"}   # the nuclei model is a keypoint U-Net; older commands say keypoints
+# options a recipe may set, with the value used when neither the command line nor a recipe gives one
+DEFAULTS: dict[str, Any] = {
+    "task": None, "epochs": 10, "batch_size": 4, "lr": None, "val_split": 0.2, "architecture": None,
+    "preprocessing": "rgb", "width": 16, "depth": 3, "crop": 256, "class_weights": "inverse",
+    "samples_per_epoch": None, "tile_size": 512, "mpp": None, "single_class": None, "scale_range": "0.8,1.25",
+    "stain_jitter": "mild", "init": None, "max_object_size": None, "steps_per_epoch": 0, "seed": 0,
+    "downsample": 1.0, "step_size": None, "weight_decay": None, "schedule": None,
+    # settings of model.json's training.config that have no option of their own
+    "optimizer": None, "momentum": None, "gamma": None, "params": None,
+}
+NOT_FROM_RECORDED_COMMAND = ("task", "data", "out", "resume", "name", "modality", "recipe", "device", "workers")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,68 +30,160 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "package",
         description="Train with checkpoints every epoch (--resume continues), validation each epoch, a metrics "
                     "log (metrics.jsonl) and plot (training.png); the best epoch is exported to OUT as a model "
-                    "package (model.json + weights.pt) usable with `cellbridge detect/nuclei/segment --model OUT`.")
-    parser.add_argument("--task", required=True, choices=TASKS,
-                        help="detect: Faster R-CNN boxes; keypoints: nuclei U-Net (centres + outlines); semantic: "
-                             "region U-Net (class per pixel); instance: glands (U-Net + distance, or Mask R-CNN)")
+                    "package (model.json + weights.pt) usable with `cellbridge detect/nuclei/segment --model OUT`. "
+                    "An estimate of the time left is printed after the first steps and after every epoch. "
+                    "--recipe NAME trains as the built-in model NAME was trained (its model.json); options given "
+                    "here override the recipe's.")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `cellbridge train` (also used to read the command recorded in a recipe)."""
+    parser.add_argument("--task", choices=[*TASKS, *TASK_ALIASES],
+                        help="detect: Faster R-CNN boxes; nuclei (alias keypoints): nuclei U-Net (centres + "
+                             "outlines; needs outlined nuclei, not points); semantic: region U-Net (class per "
+                             "pixel); instance: glands (U-Net + distance, or Mask R-CNN). Required unless --recipe "
+                             "gives it")
+    parser.add_argument("--recipe", metavar="MODEL",
+                        help="train as this built-in model was trained (e.g. bccd-frcnn, nuclei-he): its task, "
+                             "architecture, scale and optimisation settings, read from its model.json")
     parser.add_argument("--data", required=True, nargs="+",
                         help="COCO JSON(s) from `cellbridge export-coco`, or a Pascal VOC folder (detect); "
-                        "keypoints also takes DSB-2018-style folders (images/, labels/ instance PNGs)")
+                        "nuclei also takes DSB-2018-style folders (images/, labels/ instance PNGs)")
     parser.add_argument("--out", required=True, help="output folder: the model package and checkpoints/")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per step (default 4)")
+    parser.add_argument("--epochs", type=int, help="epochs (default 10)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default 4)")
     parser.add_argument("--lr", type=float, help="learning rate (default: 0.005 SGD for detect and Mask R-CNN, "
                         "0.002 AdamW for the U-Nets)")
-    parser.add_argument("--val-split", type=float, default=0.2, help="fraction held out for validation when the "
+    parser.add_argument("--val-split", type=float, help="fraction held out for validation when the "
                         "data has no validation split (default 0.2)")
     parser.add_argument("--architecture", help="detect: fasterrcnn_mobilenet_v3_large_fpn (default), "
-                        "fasterrcnn_resnet50_fpn, …; instance: unet-distance (default), maskrcnn_resnet50_fpn, "
-                        "maskrcnn_mobilenet_v3_large_fpn, maskrcnn_small, maskrcnn_tiny")
-    parser.add_argument("--preprocessing", default="rgb", choices=["rgb", "gray_unsharp"],
-                        help="input: RGB, or grayscale + unsharp mask in one channel (seed 001)")
-    parser.add_argument("--width", type=int, default=16, help="U-Nets: base width (default 16)")
-    parser.add_argument("--depth", type=int, default=3, help="U-Nets: depth (default 3)")
-    parser.add_argument("--crop", type=int, default=256, help="U-Nets, Mask R-CNN: random training crop (default 256)")
-    parser.add_argument("--class-weights", default="inverse",
+                        "fasterrcnn_resnet50_fpn, fasterrcnn_small, …; instance: unet-distance (default), "
+                        "maskrcnn_resnet50_fpn, maskrcnn_mobilenet_v3_large_fpn, maskrcnn_small, maskrcnn_tiny")
+    parser.add_argument("--preprocessing", choices=["rgb", "gray_unsharp"],
+                        help="input: RGB (default), or grayscale + unsharp mask in one channel (stain-independent)")
+    parser.add_argument("--width", type=int, help="U-Nets: base width (default 16)")
+    parser.add_argument("--depth", type=int, help="U-Nets: depth (default 3)")
+    parser.add_argument("--crop", type=int, help="U-Nets, Mask R-CNN: random training crop (default 256)")
+    parser.add_argument("--class-weights",
                         help="semantic: inverse (pixel frequency, default), none, or comma-separated weights "
                              "(background first)")
     parser.add_argument("--samples-per-epoch", type=int, help="semantic/instance: random crops per epoch, drawn "
                         "with replacement (default: each image once)")
     parser.add_argument("--no-augment", action="store_true", help="semantic/instance: no flips, scaling or colour "
                         "jitter")
-    parser.add_argument("--tile-size", type=int, default=512, help="semantic/instance: tile size written to "
+    parser.add_argument("--tile-size", type=int, help="semantic/instance: tile size written to "
                         "model.json (default 512)")
     parser.add_argument("--mpp", type=float, help="pixel size (µm) of the training images, recorded in "
-                        "model.json so inference rescales slides to it")
-    parser.add_argument("--modality", help="keypoints: from DSB folders, only images whose manifest.csv modality "
+                        "model.json so inference rescales slides to it (default: none; the model then runs "
+                        "every slide at its training downsample, whatever the slide's pixel size)")
+    parser.add_argument("--modality", help="nuclei: from DSB folders, only images whose manifest.csv modality "
                         "contains this text (e.g. histology)")
-    parser.add_argument("--single-class", metavar="NAME", help="keypoints: relabel every nucleus as NAME (to mix "
+    parser.add_argument("--single-class", metavar="NAME", help="nuclei: relabel every nucleus as NAME (to mix "
                         "class-less DSB nuclei with classed data; gives a one-class model)")
-    parser.add_argument("--scale-range", default="0.8,1.25", help="keypoints: augmentation rescale factors "
+    parser.add_argument("--scale-range", help="nuclei: augmentation rescale factors "
                         "LOW,HIGH (default 0.8,1.25; 0.5,2 for scale robustness)")
-    parser.add_argument("--stain-jitter", default="mild", choices=["mild", "strong"],
-                        help="keypoints: colour / HED stain augmentation strength (default mild)")
-    parser.add_argument("--init", help="keypoints: start from this nuclei model's weights where shapes match "
+    parser.add_argument("--stain-jitter", choices=["mild", "strong"],
+                        help="nuclei: colour / HED stain augmentation strength (default mild)")
+    parser.add_argument("--init", help="nuclei: start from this nuclei model's weights where shapes match "
                         "(e.g. nuclei-he; the head is new when the class count differs)")
-    parser.add_argument("--max-object-size", type=float, help="keypoints: largest nucleus diameter in model pixels, "
+    parser.add_argument("--max-object-size", type=float, help="nuclei: largest nucleus diameter in model pixels, "
                         "recorded in model.json postprocessing (sets the tile overlap)")
     parser.add_argument("--split", default="train", choices=["train", "test", "all"],
-                        help="keypoints, point folders (images/ + points/): the fixed split to train on (test = "
+                        help="nuclei, point folders (images/ + points/): the fixed split to train on (test = "
                              "numeric ids divisible by 5; default train, so the test images stay unseen)")
-    parser.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
-                        help="keypoints: learning rate constant, or cosine decay to 1%% over the epochs "
+    parser.add_argument("--schedule", choices=["constant", "cosine"],
+                        help="nuclei: learning rate constant, or cosine decay to 1%% over the epochs "
                              "(default cosine)")
     parser.add_argument("--name", help="model name in model.json (default: the output folder's name)")
-    parser.add_argument("--steps-per-epoch", type=int, default=0, help="cap on steps per epoch (0: all data)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--steps-per-epoch", type=int, help="cap on steps per epoch (default 0: all data)")
+    parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--downsample", type=float, default=1.0, help="detect: train (and later run) at this "
+    parser.add_argument("--downsample", type=float, help="detect: train (and later run) at this "
                         "downsample of the images (default 1)")
-    parser.add_argument("--step-size", type=int, help="detect: StepLR period in epochs (default 3, seed 001)")
+    parser.add_argument("--step-size", type=int, help="detect: divide the learning rate by 10 every this many "
+                        "epochs (default 3)")
     parser.add_argument("--weight-decay", type=float, help="detect: SGD weight decay (default 5e-4)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.set_defaults(func=run)
+
+
+def recipe_options(name: str) -> dict[str, Any]:
+    """The training options of model `name` (a built-in, or any package folder), from its model.json: the model's
+    architecture, parameters, preprocessing and scale, `training.config` (epochs, batch size, optimiser and
+    schedule), `training.augmentation` and `training.init`, and, when the recorded `training.command` is a
+    `cellbridge train` command, every option it gives (crop, validation split, …) except the data, the output and
+    the device."""
+    from cellbridge.errors import CellBridgeError
+    from cellbridge.models.package import read_spec, resolve_model_dir
+
+    spec = read_spec(resolve_model_dir(name))
+    training = spec.training or {}
+    config = training.get("config")
+    if not isinstance(config, dict):
+        raise CellBridgeError(f"model {name!r} records no training settings (training.config in its model.json); "
+                              "it has no recipe")
+    options: dict[str, Any] = {"task": spec.task, "preprocessing": spec.preprocessing.get("mode", "rgb"),
+                               "mpp": spec.mpp}
+    if spec.task in ("detect", "instance"):
+        options["architecture"] = spec.architecture
+    if spec.task == "detect":
+        options.update(params=dict(spec.params), downsample=spec.downsample)
+    elif "width" in spec.params:
+        options.update(width=spec.params["width"], depth=spec.params.get("depth", DEFAULTS["depth"]))
+    if spec.task in ("semantic", "instance"):
+        options["tile_size"] = spec.tile_size
+    if spec.postprocessing.get("max_object_size") and spec.task == "nuclei":
+        options["max_object_size"] = spec.postprocessing["max_object_size"]
+    for option, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("optimizer", "optimizer"),
+                        ("weight_decay", "weight_decay"), ("step_size", "step_size"), ("momentum", "momentum"),
+                        ("gamma", "gamma"), ("seed", "seed"), ("steps_per_epoch", "max_steps_per_epoch")):
+        if config.get(key) is not None:
+            options[option] = config[key]
+    if spec.task == "nuclei":   # the loop's "step" schedule with the recorded step size (0: constant)
+        options["schedule"] = "cosine" if config.get("schedule") == "cosine" else "constant"
+    augmentation = training.get("augmentation") or {}
+    if augmentation.get("scale"):
+        options["scale_range"] = ",".join(str(v) for v in augmentation["scale"])
+    if augmentation.get("stain"):
+        options["stain_jitter"] = augmentation["stain"]
+    if training.get("init"):
+        options["init"] = training["init"]
+    options.update(_recorded_command_options(str(training.get("command") or "")))
+    return options
+
+
+def _recorded_command_options(command: str) -> dict[str, Any]:
+    """The options a recorded `cellbridge train …` command gives explicitly (none for any other command)."""
+    words = shlex.split(command, comments=True) if command.startswith("cellbridge train ") else []
+    if not words:
+        return {}
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    add_arguments(parser)
+    try:
+        recorded = parser.parse_args(words[2:])
+    except (argparse.ArgumentError, SystemExit):
+        return {}
+    return {k: v for k, v in vars(recorded).items()
+            if k in DEFAULTS and k not in NOT_FROM_RECORDED_COMMAND and v is not None}
+
+
+def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options not given on the command line from the recipe, then from `DEFAULTS`; check the task."""
+    from cellbridge.errors import CellBridgeError
+
+    recipe = recipe_options(args.recipe) if args.recipe else {}
+    given_task = TASK_ALIASES.get(args.task, args.task)
+    if given_task and recipe.get("task") and given_task != recipe["task"]:
+        raise CellBridgeError(f"--task {args.task} does not match recipe {args.recipe!r}, a {recipe['task']} model")
+    for option, default in DEFAULTS.items():
+        if getattr(args, option, None) is None:
+            setattr(args, option, recipe.get(option, default))
+    args.task = TASK_ALIASES.get(args.task, args.task)
+    if args.task is None:
+        raise CellBridgeError("--task is required (detect, nuclei, semantic or instance), or --recipe MODEL")
+    return args
 
 
 def _pair(text: str, option: str) -> tuple[float, float]:
@@ -98,10 +203,11 @@ def run(args: argparse.Namespace) -> int:
     """Build the task, train, print a JSON summary."""
     from pathlib import Path
 
-    from cellbridge.train.loop import TrainConfig, fit
+    from cellbridge.train.loop import fit
 
+    args = resolve_options(args)
     name = args.name or Path(args.out).name
-    if args.task == "keypoints":
+    if args.task == "nuclei":
         from cellbridge.train.keypoints import nuclei_task
 
         task = nuclei_task([*args.data], val_split=args.val_split, preprocessing=args.preprocessing,
@@ -111,17 +217,13 @@ def run(args: argparse.Namespace) -> int:
                            scale=_pair(args.scale_range, "--scale-range"), stain=args.stain_jitter, init=args.init,
                            postprocessing={"max_object_size": args.max_object_size} if args.max_object_size else None,
                            split=args.split)
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or 0.002,
-                             optimizer="adamw", weight_decay=1e-4, step_size=0, seed=args.seed, device=args.device,
-                             max_steps_per_epoch=args.steps_per_epoch,
-                             schedule="cosine" if args.schedule == "cosine" else "step")
+        config = _config(args, lr=0.002, optimizer="adamw", weight_decay=1e-4, step_size=0,
+                         schedule="cosine" if (args.schedule or "cosine") == "cosine" else "step")
     elif args.task in ("semantic", "instance"):
         task = _segmentation_task(args, name)
         unet = args.task == "semantic" or task.architecture == "unet-distance"
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr or (0.002 if unet else 0.005), optimizer="adamw" if unet else "sgd",
-                             weight_decay=1e-4 if unet else 5e-4, step_size=0 if unet else 3, seed=args.seed,
-                             device=args.device, max_steps_per_epoch=args.steps_per_epoch)
+        config = _config(args, lr=0.002 if unet else 0.005, optimizer="adamw" if unet else "sgd",
+                         weight_decay=1e-4 if unet else 5e-4, step_size=0 if unet else 3)
     else:
         from cellbridge.train.detect import detection_task
 
@@ -131,17 +233,26 @@ def run(args: argparse.Namespace) -> int:
         kwargs = {"architecture": args.architecture} if args.architecture else {}
         task = detection_task(args.data[0], val_split=args.val_split, preprocessing=args.preprocessing,
                               batch_size=args.batch_size, seed=args.seed, workers=args.workers,
-                              downsample=args.downsample, name=name, **kwargs)
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or 0.005, seed=args.seed,
-                             device=args.device, max_steps_per_epoch=args.steps_per_epoch,
-                             step_size=3 if args.step_size is None else args.step_size,
-                             weight_decay=5e-4 if args.weight_decay is None else args.weight_decay)
+                              downsample=args.downsample, name=name, params=args.params, **kwargs)
+        config = _config(args, lr=0.005, optimizer="sgd", weight_decay=5e-4, step_size=3)
     command = "cellbridge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = fit(task, config, args.out, resume=args.resume, progress=True, command=command)
     print(json.dumps({"model": str(result.out_dir), "best_epoch": result.best_epoch,
                       "best_metrics": result.best_metrics, "epochs_run": result.epochs_run,
                       "seconds": round(result.seconds, 1), "device": result.device}, indent=2))
     return 0
+
+
+def _config(args: argparse.Namespace, schedule: str = "step", **task_defaults: Any):
+    """The optimisation settings: the options (or the recipe's), else the task's defaults; `schedule`: the loop's
+    learning-rate schedule ("step", or "cosine")."""
+    from cellbridge.train.loop import TrainConfig
+
+    chosen = {key: getattr(args, key) if getattr(args, key) is not None else default
+              for key, default in task_defaults.items()}
+    extra = {key: getattr(args, key) for key in ("momentum", "gamma") if getattr(args, key) is not None}
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                       max_steps_per_epoch=args.steps_per_epoch, schedule=schedule, **chosen, **extra)
 
 
 def _segmentation_task(args: argparse.Namespace, name: str):

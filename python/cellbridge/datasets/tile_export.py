@@ -1,4 +1,4 @@
-"""Training tiles from a slide and its QuPath annotations: tile PNGs + a COCO JSON (seed 000's workflow).
+"""Training tiles from a slide and its QuPath annotations: tile PNGs + a COCO JSON.
 
 Which area is tiled: annotations of class `Training area` (minus `Ignore*` annotations) when there are any;
 else unclassified annotation polygons; else the bounding box of the labelled objects. Tiles outside that

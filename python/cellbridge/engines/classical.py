@@ -108,5 +108,5 @@ class ClassicalEngine(NucleiEngine):
         return ClassicalObjects(super().postprocessor(), self.stains, dict(self.settings))
 
 
-_NUCLEI_OPTIONS = ("peak_threshold", "min_distance", "fg_threshold", "min_area", "foreground",
+_NUCLEI_OPTIONS = ("peak_threshold", "min_distance", "fg_threshold", "min_area", "foreground", "tta",
                    "cell_expansion_px", "max_object_size")

@@ -143,7 +143,7 @@ def _freeze(body: nn.Module, stages: list[nn.Module], trainable: int | None) -> 
 
 
 def _replace_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """The same convolution taking `in_channels` inputs (seed 001: one grayscale channel)."""
+    """The same convolution taking `in_channels` inputs (e.g. one grayscale channel)."""
     return nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                      conv.dilation, conv.groups, conv.bias is not None)
 

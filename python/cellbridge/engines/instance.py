@@ -1,4 +1,4 @@
-"""Instance (gland) segmentation, two ways (seed 003's comparison), each giving one polygon per object per tile,
+"""Instance (gland) segmentation, two ways (to compare them), each giving one polygon per object per tile,
 merged seam-free across tiles by the core's `SeamMerger` like any other engine's objects:
 
 - `unet-distance`: a U-Net predicts a foreground map and each object's normalised distance transform (1 on its

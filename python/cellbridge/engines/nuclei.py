@@ -1,6 +1,6 @@
 """Nuclei: a U-Net predicts a centre heatmap, a foreground map and (optionally) per-pixel class logits;
-heatmap peaks seed a watershed inside the foreground, giving one polygon per nucleus (seed 002's recipe with a
-learned foreground; seed 002's Otsu foreground is available as `foreground: otsu`).
+heatmap peaks seed a watershed inside the foreground, giving one polygon per nucleus (a learned foreground;
+Otsu on the hematoxylin channel is available as `foreground: otsu`).
 
 Output channels: 0 = centre heatmap logit, 1 = foreground logit, 2… = class logits (when several classes).
 """

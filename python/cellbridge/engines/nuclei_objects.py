@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "min_distance": 3,         # pixels between two centres
     "fg_threshold": 0.5,       # foreground probability
     "min_area": 6,             # pixels; smaller pieces are dropped
-    "foreground": "model",     # or "otsu" (seed 002: Otsu on the hematoxylin channel)
+    "foreground": "model",     # or "otsu" (Otsu on the hematoxylin channel)
     "cell_expansion_px": 0.0,  # > 0: cells grown from nuclei without overlapping (QuPath's cell expansion)
     "max_object_size": 40,
     "tta": False,              # average the maps of the four flips of each tile (4× the forward time)

@@ -15,7 +15,7 @@ UNSHARP_AMOUNT = 1.0
 def preprocess_image(rgb: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
     """RGB uint8 (H, W, 3) → float32 (C, H, W) as the model expects.
 
-    `rgb`: scale to [0, 1], then (x - mean) / std per channel when given. `gray_unsharp` (seed 001): grayscale,
+    `rgb`: scale to [0, 1], then (x - mean) / std per channel when given. `gray_unsharp` (stain-independent): grayscale,
     then an unsharp mask (Gaussian σ `sigma`, weight `amount`) that sharpens cell edges, one channel.
     """
     mode = preprocessing.get("mode", "rgb")

@@ -1,5 +1,6 @@
-"""A small PNG report per image: a downsampled view with nuclei dotted in their class colours, the regions
-outlined and numbered, and a table of each region's numbers drawn below it (OpenCV, ASCII text).
+"""A small PNG report per image: a downsampled view with nuclei dotted in the overlay's display colours (which
+stand out from H&E and DAB; `cellbridge.pipeline.overlay`), the regions outlined and numbered, and a table of each
+region's numbers drawn below it (OpenCV, ASCII text).
 
 Objects are drawn as they stream past (`ReportImage.draw`), so nothing is held; `save` writes atomically.
 
@@ -24,37 +25,41 @@ from cellbridge.geometry import polygons_of
 from cellbridge.ihc.positivity import INTENSITY_CLASSES, POSITIVE
 from cellbridge.ihc.summary import RegionSummary, SlideSummary
 from cellbridge.io.atomic import atomic_path
-from cellbridge.objects import PathObject, class_color
+from cellbridge.objects import PathObject
+from cellbridge.pipeline.overlay import overlay_colour
 
 __all__ = ["ReportImage"]
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 REGION_COLOUR = (20, 20, 20)
-UNCLASSIFIED_COLOUR = (255, 255, 0)
 
 
 class ReportImage:
     """A canvas holding a downsampled image; objects are drawn onto it, then it is saved with the numbers."""
 
-    def __init__(self, rgb: np.ndarray, downsample: float) -> None:
+    def __init__(self, rgb: np.ndarray, downsample: float, classes: Sequence[str] = ()) -> None:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"the report image must be 8-bit RGB (H, W, 3), not {rgb.dtype} {rgb.shape}")
         if not (math.isfinite(downsample) and downsample > 0):
             raise ValueError(f"downsample must be a positive number, not {downsample!r}")
         self.canvas = np.ascontiguousarray(rgb).copy()
         self.downsample = float(downsample)
+        self.classes = list(classes)   # the model's classes, in the order that picks their display colours
+        self.colours: dict[str, tuple[int, int, int]] = {}   # class name → the colour it was drawn in
 
     @classmethod
-    def from_slide(cls, slide: Any, max_side: int = 1600) -> ReportImage:
+    def from_slide(cls, slide: Any, max_side: int = 1600, classes: Sequence[str] = ()) -> ReportImage:
         """The whole slide (`cellbridge.io.slides.Slide`) at a downsample that fits `max_side` pixels."""
         rgb, downsample = slide.thumbnail(max_side)
-        return cls(rgb, downsample)
+        return cls(rgb, downsample, classes)
 
     def draw(self, obj: PathObject) -> None:
         """A dot (or, when large enough on the canvas, a filled outline) in the object's class colour."""
         if obj.object_type == "annotation":
             return
-        colour = _colour(obj)
+        colour = overlay_colour(obj.class_name, self.classes)
+        if obj.path_class is not None:
+            self.colours.setdefault(obj.path_class.name, colour)
         geometry = obj.locating_geometry
         polygons = polygons_of(geometry)
         scale = 1.0 / self.downsample
@@ -72,7 +77,7 @@ class ReportImage:
         regions = summary.regions if isinstance(summary, SlideSummary) else list(summary)
         image = self.canvas.copy()
         _outline_regions(image, regions, 1.0 / self.downsample)
-        table = _table(regions, title, max(image.shape[1], 760))
+        table = _table(regions, title, max(image.shape[1], 760), self.colours)
         out = np.full((image.shape[0] + table.shape[0], table.shape[1], 3), 255, np.uint8)
         out[:image.shape[0], :image.shape[1]] = image
         out[image.shape[0]:] = table
@@ -109,18 +114,12 @@ def _outline_regions(canvas: np.ndarray, regions: Sequence[RegionSummary], scale
             _text(canvas, str(number), (int(x) + 2, max(int(y) - 6, 14)), 0.6, REGION_COLOUR, 2)
 
 
-def _colour(obj: PathObject) -> tuple[int, int, int]:
-    if obj.path_class is None:
-        return UNCLASSIFIED_COLOUR
-    last = obj.path_class.names[-1]
-    if last in (*INTENSITY_CLASSES, POSITIVE):
-        return class_color(last)
-    return obj.path_class.color or class_color(obj.path_class.name)
-
-
-def _table(regions: Sequence[RegionSummary], title: str, width: int) -> np.ndarray:
+def _table(regions: Sequence[RegionSummary], title: str, width: int,
+           colours: dict[str, tuple[int, int, int]] | None = None) -> np.ndarray:
     """A white panel: the title, a legend of class colours, then one line per region."""
     line = 22
+    if regions and not any(r.scored for r in regions):
+        return _count_table(regions, title, width, colours)
     graded = any(r.graded for r in regions)
     labels = INTENSITY_CLASSES if graded else ("Negative", POSITIVE)
     height = line * (3 + 2 * len(regions)) + 10
@@ -131,7 +130,7 @@ def _table(regions: Sequence[RegionSummary], title: str, width: int) -> np.ndarr
     y += line
     x = 8
     for label in labels:
-        cv2.rectangle(panel, (x, y - 12), (x + 14, y + 2), class_color(label), -1)
+        cv2.rectangle(panel, (x, y - 12), (x + 14, y + 2), overlay_colour(label, ()), -1)
         _text(panel, label, (x + 20, y), 0.5, (0, 0, 0), 1)
         x += 30 + 12 * len(label) + 20
     for number, region in enumerate(regions, start=1):
@@ -150,6 +149,42 @@ def _table(regions: Sequence[RegionSummary], title: str, width: int) -> np.ndarr
         elif not math.isnan(region.area_px):
             parts.append(f"area {region.area_px:.3g} px2")
         _text(panel, "    " + "   ".join(parts), (8, y), 0.5, (40, 40, 40), 1)
+    return panel
+
+
+def _count_table(regions: Sequence[RegionSummary], title: str, width: int,
+                 colours: dict[str, tuple[int, int, int]] | None = None) -> np.ndarray:
+    """The panel of an unscored run: the title, a legend of the classes, one line of counts and density per
+    region."""
+    line = 22
+    labels = sorted({c for r in regions for c in r.class_counts})
+    height = line * (3 + 2 * len(regions)) + 10
+    panel = np.full((height, width, 3), 255, np.uint8)
+    y = line
+    if title:
+        _text(panel, _ascii(title), (8, y), 0.6, (0, 0, 0), 2)
+    y += line
+    x = 8
+    for label in labels:
+        cv2.rectangle(panel, (x, y - 12), (x + 14, y + 2), (colours or {}).get(label) or overlay_colour(label, ()),
+                      -1)
+        _text(panel, _ascii(label), (x + 20, y), 0.5, (0, 0, 0), 1)
+        x += 30 + 12 * len(label) + 20
+    for number, region in enumerate(regions, start=1):
+        y += line
+        counts = "  ".join(f"{label} {region.class_counts.get(label, 0)}" for label in labels)
+        _text(panel, _ascii(f"{number}. {region.name}: {region.detections} objects  ({counts})"), (8, y), 0.5,
+              (0, 0, 0), 1)
+        y += line
+        density = region.detections_per_mm2
+        parts = [f"{_number(density)} objects/mm2" if not math.isnan(density) else "density n/a (no pixel size)"]
+        if not math.isnan(region.area_um2):
+            parts.append(f"area {region.area_um2 / 1e6:.3g} mm2")
+        elif not math.isnan(region.area_px):
+            parts.append(f"area {region.area_px:.3g} px2")
+        if region.clip_note:
+            parts.append(region.clip_note)
+        _text(panel, _ascii("    " + "   ".join(parts)), (8, y), 0.5, (40, 40, 40), 1)
     return panel
 
 

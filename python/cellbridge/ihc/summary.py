@@ -21,6 +21,10 @@ measurement table shows for annotations): classes count by their last part, so `
 
 Percentages of an empty region are NaN, as in QuPath. `write_summary_csv` writes one row per image × region.
 
+Without IHC scoring (`scored=False`, e.g. an H&E run) a region reports ``Num Detections``, ``Num <class>`` for each
+class and ``Num Detections per mm^2`` instead (`COUNT_COLUMNS`). Regions are clipped to the image when its size is
+known; the note says how much of a region lay outside.
+
     summary = SlideSummary("slide.svs", annotations, image_size=(w, h), mpp=0.25)
     pipeline.run(slide, on_object=summary.add)
     summary.apply()                                    # measurements onto the annotations
@@ -47,7 +51,7 @@ from cellbridge.ihc.positivity import INTENSITY_CLASSES, NEGATIVE, POSITIVE
 from cellbridge.io.atomic import atomic_write
 from cellbridge.objects import PathObject
 
-__all__ = ["CSV_COLUMNS", "RegionSummary", "SlideSummary", "write_summary_csv"]
+__all__ = ["COUNT_COLUMNS", "CSV_COLUMNS", "RegionSummary", "SlideSummary", "write_summary_csv"]
 
 GRADES = INTENSITY_CLASSES[1:]  # 1+, 2+, 3+
 MICRON = "\u00b5m"
@@ -56,6 +60,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "Image", "Region", "Region ID", "Num Detections", "Num Negative", "Num 1+", "Num 2+", "Num 3+", "Num Positive",
     "Positive %", "H-score", "Num Positive per mm^2", f"Area {MICRON}^2", "Area px^2", f"Pixel size {MICRON}", "Note",
 )
+COUNT_COLUMNS: tuple[str, ...] = (
+    "Image", "Region", "Region ID", "Num Detections", "Num Detections per mm^2", f"Area {MICRON}^2", "Area px^2",
+    f"Pixel size {MICRON}", "Note",
+)
 _COUNTED_TYPES = ("detection", "cell")
 
 
@@ -63,7 +71,10 @@ class RegionSummary:
     """The counts of one region (an annotation, or the whole image), updated by `add`."""
 
     def __init__(self, name: str, geometry: BaseGeometry | None = None, *, image: str = "",
-                 annotation: PathObject | None = None, mpp: float | None = None, graded: bool = True) -> None:
+                 annotation: PathObject | None = None, mpp: float | None = None, graded: bool = True,
+                 scored: bool = True, classes: Iterable[str] = (), clip_note: str = "") -> None:
+        """`scored`: IHC positivity numbers; else counts per class (`classes` always get a column, even at 0).
+        `clip_note`: how the region was clipped to the image, for the note."""
         if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
             raise CellBridgeError(f"pixel size must be a positive number of µm, not {mpp!r}")
         self.name = name
@@ -71,8 +82,11 @@ class RegionSummary:
         self.image = image
         self.annotation = annotation
         self.mpp = mpp
-        self.graded = graded
+        self.graded = graded and scored
+        self.scored = scored
         self.counts: Counter[str] = Counter()
+        self.class_counts: Counter[str] = Counter({c: 0 for c in classes})
+        self.clip_note = clip_note
         self.detections = 0
         if geometry is not None:
             shapely.prepare(geometry)
@@ -91,6 +105,8 @@ class RegionSummary:
             return False
         self.detections += 1
         self.counts[_intensity_of(obj)] += 1
+        if obj.path_class is not None:
+            self.class_counts[obj.path_class.name] += 1
         return True
 
     # ------------------------------------------------------------------------------------------------ numbers
@@ -140,9 +156,15 @@ class RegionSummary:
         return self.positive / area_mm2 if area_mm2 > 0 else math.nan
 
     @property
+    def detections_per_mm2(self) -> float:
+        """All detections per mm² of the region (NaN without a pixel size or an area)."""
+        area_mm2 = self.area_um2 / 1e6
+        return self.detections / area_mm2 if area_mm2 > 0 else math.nan
+
+    @property
     def note(self) -> str:
-        """Why a number is missing, or ""."""
-        notes = []
+        """Why a number is missing or differs from the annotation as given, or ""."""
+        notes = [self.clip_note] if self.clip_note else []
         if self.mpp is None:
             notes.append(NO_PIXEL_SIZE_NOTE)
         if self.geometry is None:
@@ -153,6 +175,12 @@ class RegionSummary:
 
     def measurements(self) -> dict[str, float]:
         """The region's numbers under QuPath's names, for the annotation's measurement list."""
+        if not self.scored:
+            counts = {"Num Detections": float(self.detections),
+                      **{f"Num {c}": float(n) for c, n in sorted(self.class_counts.items())},
+                      "Num Detections per mm^2": self.detections_per_mm2}
+            return {**counts, **({f"Area {MICRON}^2": self.area_um2} if self.mpp is not None
+                                 else {"Area px^2": self.area_px})}
         out: dict[str, float] = {"Num Detections": float(self.detections), "Num Negative": float(self.negative)}
         if self.graded:
             out.update({f"Num {g}": float(self.count(g)) for g in GRADES})
@@ -174,7 +202,16 @@ class RegionSummary:
         return self.annotation
 
     def row(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """One CSV row (`CSV_COLUMNS`, then `extra`'s columns)."""
+        """One CSV row (`CSV_COLUMNS`, or `COUNT_COLUMNS` and a column per class when not scored, then `extra`'s
+        columns)."""
+        if not self.scored:
+            row = {"Image": self.image, "Region": self.name,
+                   "Region ID": self.annotation.id if self.annotation is not None else "",
+                   "Num Detections": self.detections, "Num Detections per mm^2": self.detections_per_mm2,
+                   f"Area {MICRON}^2": self.area_um2, "Area px^2": self.area_px,
+                   f"Pixel size {MICRON}": self.mpp if self.mpp is not None else math.nan, "Note": self.note,
+                   **{f"Num {c}": n for c, n in sorted(self.class_counts.items())}}
+            return {**row, **(extra or {})}
         graded = {g: self.count(g) if self.graded else math.nan for g in GRADES}
         row: dict[str, Any] = {
             "Image": self.image, "Region": self.name,
@@ -199,25 +236,34 @@ class SlideSummary:
 
     def __init__(self, image: str, annotations: Iterable[PathObject] = (), *,
                  image_size: tuple[int, int] | None = None, whole_image: BaseGeometry | None = None,
-                 mpp: float | None = None, graded: bool = True, extra: Mapping[str, Any] | None = None) -> None:
-        """`image_size` (level-0 width, height) gives the whole image's area; `whole_image` replaces that
+                 mpp: float | None = None, graded: bool = True, extra: Mapping[str, Any] | None = None,
+                 scored: bool = True, classes: Iterable[str] = ()) -> None:
+        """`image_size` (level-0 width, height) gives the whole image's area, and annotations are clipped to it
+        (their geometry too, so the written annotation matches its numbers); `whole_image` replaces that
         rectangle (e.g. the analysed ROI or the tissue). `extra` adds columns to every CSV row (e.g. the stain
-        vectors and thresholds used)."""
+        vectors and thresholds used). `scored=False`: counts per class (`classes` listed even when absent)
+        instead of IHC positivity."""
         self.image = image
         self.extra = dict(extra or {})
         self.regions: list[RegionSummary] = []
+        classes = list(classes)
+        frame = box(0, 0, image_size[0], image_size[1]) if image_size is not None else None
         for i, annotation in enumerate(annotations):
             polygons = polygons_of(annotation.geometry)
             if not polygons:
                 continue  # points and lines have no inside
             geometry = shapely.union_all(polygons) if len(polygons) > 1 else polygons[0]
             name = annotation.name or annotation.class_name or f"Annotation {i + 1}"
+            geometry, clip_note = _clipped(geometry, frame)
+            if clip_note:
+                annotation.geometry = geometry
             self.regions.append(RegionSummary(name, geometry, image=image, annotation=annotation, mpp=mpp,
-                                              graded=graded))
+                                              graded=graded, scored=scored, classes=classes, clip_note=clip_note))
         if not self.regions:
-            if whole_image is None and image_size is not None:
-                whole_image = box(0, 0, image_size[0], image_size[1])
-            self.regions.append(RegionSummary("Image", whole_image, image=image, mpp=mpp, graded=graded))
+            if whole_image is None and frame is not None:
+                whole_image = frame
+            self.regions.append(RegionSummary("Image", whole_image, image=image, mpp=mpp, graded=graded,
+                                              scored=scored, classes=classes))
         self._tree = shapely.STRtree([r.geometry if r.geometry is not None else box(-1e18, -1e18, 1e18, 1e18)
                                       for r in self.regions])
 
@@ -248,15 +294,34 @@ class SlideSummary:
         """One CSV row per region."""
         return [r.row(self.extra) for r in self.regions]
 
+    @property
+    def notes(self) -> list[str]:
+        """The regions clipped to the image, as "name: how" (for a message to the user)."""
+        return [f"{r.name}: {r.clip_note}" for r in self.regions if r.clip_note]
 
-def write_summary_csv(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> int:
+
+def _clipped(geometry: BaseGeometry, frame: BaseGeometry | None) -> tuple[BaseGeometry, str]:
+    """The region inside the image, and a note when part of it lay outside ("" when none did)."""
+    if frame is None or frame.covers(geometry):
+        return geometry, ""
+    inside = geometry.intersection(frame)
+    outside = 1.0 - inside.area / geometry.area if geometry.area > 0 else 1.0
+    if inside.is_empty or inside.area <= 0:
+        return inside, "outside the image: nothing counted"
+    x1, y1 = frame.bounds[2:]
+    return inside, f"clipped to the image ({x1:.0f}×{y1:.0f} px): {outside * 100:.0f}% of the region lay outside"
+
+
+def write_summary_csv(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str],
+                      columns: Iterable[str] = CSV_COLUMNS) -> int:
     """Write summary rows (e.g. of every image of a batch) as one CSV, atomically; returns the row count.
 
-    Columns are `CSV_COLUMNS` then any extra columns in order of first appearance; numbers are written with
-    6 significant digits, NaN as "NaN" (as QuPath's exported tables do).
+    Columns are `columns` (`CSV_COLUMNS`, or `COUNT_COLUMNS` for unscored counts) then any extra columns in order
+    of first appearance; numbers are written with 6 significant digits in plain decimals (no exponent), NaN as
+    "NaN" (as QuPath's exported tables do).
     """
     rows = list(rows)
-    columns = list(CSV_COLUMNS)
+    columns = list(columns)
     for row in rows:
         columns += [key for key in row if key not in columns]
     with atomic_write(path, "w", encoding="utf-8") as handle:
@@ -273,8 +338,18 @@ def _cell(value: Any) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        return "NaN" if math.isnan(value) else f"{float(value):.6g}"
+        return "NaN" if math.isnan(value) else _decimal(float(value))
     return str(value)
+
+
+def _decimal(value: float, digits: int = 6) -> str:
+    """`value` in plain decimals with `digits` significant digits, whole numbers kept whole:
+    2097152.0 → "2097152", 38.43217 → "38.4322", 0.000123456789 → "0.000123457"."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _intensity_of(obj: PathObject) -> str:

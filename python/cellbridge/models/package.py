@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ import torch
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.atomic import atomic_path, atomic_write
 from cellbridge.objects import RGB, PathClass, class_color
+
+log = logging.getLogger(__name__)
 
 TASKS = ("detect", "nuclei", "semantic", "instance")
 PREPROCESSING_MODES = ("rgb", "gray_unsharp")
@@ -138,9 +141,17 @@ class ModelPackage:
 
 
 def model_search_path() -> list[Path]:
-    """Folders searched for a model given by name: $CELLBRIDGE_MODEL_PATH (os.pathsep-separated), then built-ins."""
+    """Folders searched for a model given by name: the built-ins first (their names always mean them), then
+    $CELLBRIDGE_MODEL_PATH (os.pathsep-separated) in its order."""
     extra = [Path(p) for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if p]
-    return [*extra, BUILTIN_DIR]
+    return [BUILTIN_DIR, *extra]
+
+
+def shadowed_folders(name: str) -> list[Path]:
+    """Folders on $CELLBRIDGE_MODEL_PATH named like the built-in model `name`: never used by that name."""
+    if not (BUILTIN_DIR / name / "model.json").is_file():
+        return []
+    return [folder / name for folder in model_search_path()[1:] if (folder / name / "model.json").is_file()]
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -171,6 +182,9 @@ def resolve_model_dir(path_or_name: str | os.PathLike[str]) -> Path:
     if given.name == "model.json" and given.is_file():
         return given.parent
     if len(given.parts) == 1:
+        for shadowed in shadowed_folders(given.name):
+            log.warning("model %r is the built-in one; %s has the same name and is not used (rename it, or pass "
+                        "its folder path)", given.name, shadowed)
         for folder in model_search_path():
             if (folder / given.name / "model.json").is_file():
                 return folder / given.name

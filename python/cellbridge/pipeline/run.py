@@ -33,6 +33,7 @@ from cellbridge.merge.seams import SeamMerger
 from cellbridge.models.package import ModelPackage, load_model
 from cellbridge.objects import PathObject
 from cellbridge.pipeline.memory import release_large_buffers
+from cellbridge.pipeline.overlay import OverlayDrawer
 from cellbridge.pipeline.postprocess import (
     PROCESS_MIN_TILES,
     TilePostprocess,
@@ -246,7 +247,7 @@ class Pipeline:
         plan, downsample, note = self.plan(slide, roi)
         self._set_cell_expansion(slide, downsample)
         counts: Counter = Counter()
-        drawer = OverlayDrawer(slide) if overlay else None
+        drawer = OverlayDrawer(slide, classes=self.package.spec.class_names) if overlay else None
         bar = tqdm(total=len(plan), desc=slide.path.name, unit="tile", disable=not self.options.progress)
 
         def progress(done: int, total: int) -> None:
@@ -280,45 +281,6 @@ class Pipeline:
             drawer.save(overlay)
         return RunResult(sum(counts.values()), dict(sorted(counts.items())), len(plan), plan.grid_tiles, downsample,
                          time.perf_counter() - started, str(self.device), None if out is None else Path(out), note)
-
-
-class OverlayDrawer:
-    """Objects drawn over a downsampled view of the slide, outlined in their class colours."""
-
-    def __init__(self, slide: Slide, max_side: int = 2048) -> None:
-        rgb, self.downsample = slide.thumbnail(max_side)
-        self.canvas = np.ascontiguousarray(rgb)
-        self.thickness = 1
-
-    def draw(self, obj: PathObject) -> None:
-        import cv2
-
-        from cellbridge.geometry import polygons_of
-
-        color = obj.path_class.color if obj.path_class is not None and obj.path_class.color else (255, 255, 0)
-        geometry = obj.locating_geometry
-        polygons = polygons_of(geometry)
-        if not polygons:
-            c = geometry.centroid
-            cv2.circle(self.canvas, (int(c.x / self.downsample), int(c.y / self.downsample)), 2, color, -1)
-            return
-        for polygon in polygons:
-            ring = np.round(np.asarray(polygon.exterior.coords) / self.downsample * 4).astype(np.int32)
-            cv2.polylines(self.canvas, [ring], True, color, self.thickness, lineType=cv2.LINE_AA, shift=2)
-
-    def save(self, path: str | Path) -> None:
-        import cv2
-
-        from cellbridge.io.atomic import atomic_path
-
-        suffix = Path(path).suffix.lower() or ".png"
-        if suffix not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
-            raise CellBridgeError(f"{path}: the overlay must be .png, .jpg or .tif")
-        with atomic_path(path) as tmp:
-            ok, data = cv2.imencode(suffix, cv2.cvtColor(self.canvas, cv2.COLOR_RGB2BGR))
-            if not ok:
-                raise CellBridgeError(f"{path}: cannot encode the overlay image")
-            tmp.write_bytes(data.tobytes())
 
 
 def run_slide(slide: Slide, model: str | Path | ModelPackage, out: str | Path | None = None,

@@ -1,4 +1,4 @@
-"""Estimating an image's pixel size from its nuclei, for plain images that do not say (issue 11, "scale").
+"""Estimating an image's pixel size from its nuclei, for plain images that do not say.
 
 A first pass of the classical recipe at the image's own resolution (hematoxylin by colour deconvolution, a
 wide background subtraction, light smoothing, Otsu) finds stained blobs; the compact ones (solidity ≥ 0.8, so

@@ -1,4 +1,4 @@
-"""Synthetic colon-like glands with exact masks (seed 003's task: one object per gland, lumen included).
+"""Synthetic colon-like glands with exact masks (one object per gland, lumen included).
 
 A gland is an irregular closed outline with a lumen inside it; the ring between them is epithelium, with a row of
 nuclei near its outer (basal) side. Glands sit on stroma (the H&E scene's stroma colour and fibre texture) with

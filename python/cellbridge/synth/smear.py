@@ -1,5 +1,5 @@
-"""Synthetic blood-smear-like scenes with several cell classes and exact masks (seed 004's recipe: smears composed
-from single-cell crops).
+"""Synthetic blood-smear-like scenes with several cell classes and exact masks (smears composed from
+single-cell crops).
 
 Each cell is drawn first as a crop of its own (`cell_crop`: colour, and the exact mask of the pixels whose centres
 lie inside its outline), then pasted without overlap onto a pale plasma background. The class map holds 0 for

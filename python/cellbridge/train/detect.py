@@ -382,13 +382,15 @@ def detection_task(data: str, *, split_train: str = "train", split_val: str = "v
 
 
 def evaluate_detector(package_or_path: ModelPackage | str | Path, data: str, split: str = "test",
-                      device: str = "auto", batch_size: int = 4) -> dict[str, Any]:
+                      device: str = "auto", batch_size: int = 4, progress: bool = False) -> dict[str, Any]:
     """COCO AP / AP50 / AP75 / AR100 / per-class AP50 of a detector package on a dataset.
 
     `data`: a VOC folder (`split` picks ImageSets/Main/<split>.txt; all images when that list is missing) or a
     COCO JSON (`split` is ignored). Classes are matched by name; ground truth of classes the model does not
-    know is not counted (listed under `unknown_classes`).
+    know is not counted (listed under `unknown_classes`). `progress`: a bar over the batches on stderr.
     """
+    from cellbridge.train.progress import validation_progress
+
     package = package_or_path if isinstance(package_or_path, ModelPackage) else load_model(package_or_path)
     spec = package.spec
     if spec.task != "detect":
@@ -401,7 +403,9 @@ def evaluate_detector(package_or_path: ModelPackage | str | Path, data: str, spl
     samples = DetectionDataset(dataset.images, spec.class_names, spec.preprocessing, spec.downsample,
                                augment=False, cache=False)
     started = time.perf_counter()
-    metrics = evaluate_module(module, samples, target, batch_size)
+    batches = (len(samples) + batch_size - 1) // batch_size
+    with validation_progress(module, batches, progress, desc="evaluate"):
+        metrics = evaluate_module(module, samples, target, batch_size)
     metrics.update(seconds=round(time.perf_counter() - started, 2), device=str(target), model=spec.name,
                    data=str(data), format=kind, split=use_split,
                    unknown_classes=sorted(set(dataset.classes) - set(spec.class_names)))

@@ -1,4 +1,4 @@
-"""Training instance (gland) segmentation (seed 003): U-Net + distance head, or Mask R-CNN, on COCO polygons.
+"""Training instance (gland) segmentation: U-Net + distance head, or Mask R-CNN, on COCO polygons.
 
 Data: COCO JSON(s) as written by `cellbridge export-coco`; each polygon is one object (its class the category).
 Per image an instance label image is rasterised (smaller objects painted over larger ones) together with the

@@ -25,6 +25,7 @@ from cellbridge.engines.device import autocast, resolve_device
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.atomic import atomic_path, atomic_write
 from cellbridge.models.package import ModelSpec, save_model
+from cellbridge.train.progress import TrainingClock, say, validation_progress
 
 CHECKPOINT = "checkpoints/last.pt"
 METRICS_LOG = "metrics.jsonl"
@@ -33,7 +34,7 @@ PLOT = "training.png"
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (defaults: seed 001's Faster R-CNN recipe)."""
+    """Optimisation settings (defaults: SGD with a step schedule, as torchvision trains Faster R-CNN)."""
 
     epochs: int = 10
     batch_size: int = 4
@@ -132,13 +133,19 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         raise CellBridgeError(f"{out_dir} already holds a training run; pass --resume to continue it or "
                               "choose another output folder")
     started = time.perf_counter()
+    clock: TrainingClock | None = None
     for epoch in range(start_epoch, config.epochs):
         seed_everything(config.seed * 1000 + epoch)
         module.train()
         sums: dict[str, float] = {}
         steps = 0
+        epoch_started = time.perf_counter()
         loader = task.train_loader()
-        total = config.max_steps_per_epoch or (len(loader) if hasattr(loader, "__len__") else None)
+        total = len(loader) if hasattr(loader, "__len__") else None
+        if config.max_steps_per_epoch:
+            total = min(total, config.max_steps_per_epoch) if total else config.max_steps_per_epoch
+        if clock is None and progress:
+            clock = TrainingClock(config.epochs, start_epoch, total)
         bar = tqdm(loader, total=total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not progress, leave=False)
         for batch in bar:
@@ -156,13 +163,20 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
             for name, value in {"loss": float(loss.item()), **parts}.items():
                 sums[name] = sums.get(name, 0.0) + value
             bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}")
+            if clock is not None:
+                clock.step()
             if config.max_steps_per_epoch and steps >= config.max_steps_per_epoch:
                 break
         bar.close()
         scheduler.step()
         module.eval()
-        with torch.no_grad():
+        validation_started = time.perf_counter()
+        expected = clock.validation_calls if clock else None
+        with torch.no_grad(), validation_progress(module, expected, progress) as calls:
             metrics = {k: float(v) for k, v in task.validate(module, device).items()}
+        validation_seconds = time.perf_counter() - validation_started
+        if clock is not None:
+            clock.validation_calls = calls[0] or None
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                   **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                   **{f"val_{k}": v for k, v in metrics.items()}, "seconds": round(time.perf_counter() - started, 2)}
@@ -179,7 +193,9 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         _plot(history, out_dir / PLOT)
         if progress:
             shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds"))
-            tqdm.write(f"epoch {epoch + 1}: {shown}")
+            say(f"epoch {epoch + 1}: {shown}")
+        if clock is not None:
+            clock.epoch_done(epoch + 1, time.perf_counter() - epoch_started, validation_seconds)
     return TrainResult(out_dir, len(history), best_epoch, best_metrics, history,
                        time.perf_counter() - started, str(device))
 

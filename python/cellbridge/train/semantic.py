@@ -1,4 +1,4 @@
-"""Training the semantic (region) U-Net (seed 004): class maps rasterised from COCO polygons, class-weighted loss.
+"""Training the semantic (region) U-Net: class maps rasterised from COCO polygons, class-weighted loss.
 
 Data: COCO JSON(s) as written by `cellbridge export-coco` (polygons in `segmentation`). Targets per image:
 background (0) where the annotated training area holds no polygon, class k + 1 inside a polygon of class k
