@@ -8,7 +8,7 @@
 import qupath.ext.cellbridge.CellBridge
 
 // ---- parameters --------------------------------------------------------------------------------------------
-def model = "nuclei-he"      // a name from CellBridge.listModels(), or a model folder
+def model = "nuclei-brightfield"  // a name from CellBridge.listModels(), or a model folder
 def device = "auto"          // auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps
 def cellExpansion = 3.0      // µm around each nucleus (0: nuclei only)
 // -----------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
  * parameters are skipped, so the batch can be stopped and started again. A failing image (missing file, ...)
  * gets status "failed" with the reason, and the batch goes on.
  *
- * Without QuPath, `cellbridge batch PROJECT.qpproj ... --model nuclei-he --out-dir DIR` does the same from
+ * Without QuPath, `cellbridge batch PROJECT.qpproj ... --model nuclei-brightfield --out-dir DIR` does the same from
  * Python, writing one GeoJSON per image instead of saving the projects.
  */
 import qupath.ext.cellbridge.CellBridge
@@ -18,7 +18,7 @@ import qupath.ext.cellbridge.scripting.ProjectBatch
 // ---- parameters --------------------------------------------------------------------------------------------
 def projectList = "/data/cellbridge/projects.txt"     // one project.qpproj per line
 def csv = "/data/cellbridge/counts.csv"
-def cellbridge = CellBridge.builder("nuclei-he")
+def cellbridge = CellBridge.builder("nuclei-brightfield")
         .device("auto")
         .tileSize(1024)
         .overlap(64)

@@ -13,7 +13,7 @@ import qupath.ext.cellbridge.CellBridge
 import qupath.ext.cellbridge.scripting.ProjectBatch
 
 // ---- parameters --------------------------------------------------------------------------------------------
-def cellbridge = CellBridge.builder("nuclei-he")   // or a model folder
+def cellbridge = CellBridge.builder("nuclei-brightfield")   // or a model folder
         .device("auto")
         .tileSize(1024)
         .overlap(64)

@@ -33,7 +33,7 @@ import java.util.function.BooleanSupplier;
  * <pre>{@code
  * import qupath.ext.cellbridge.CellBridge
  *
- * def result = CellBridge.builder("nuclei-he")
+ * def result = CellBridge.builder("nuclei-brightfield")
  *         .device("auto").tileSize(1024).overlap(64).cellExpansion(3.0)
  *         .build()
  *         .detectObjects(getCurrentImageData(), getSelectedObjects())

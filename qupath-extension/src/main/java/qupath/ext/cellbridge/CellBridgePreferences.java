@@ -32,7 +32,7 @@ public final class CellBridgePreferences {
     private static final BooleanProperty replaceExisting = PathPrefs.createPersistentPreference(
             "cellbridge.replaceExisting", true);
     private static final StringProperty lastModel = PathPrefs.createPersistentPreference("cellbridge.lastModel",
-            "nuclei-he");
+            "nuclei-brightfield");
     private static final IntegerProperty trainEpochs = PathPrefs.createPersistentPreference("cellbridge.trainEpochs",
             10);
 

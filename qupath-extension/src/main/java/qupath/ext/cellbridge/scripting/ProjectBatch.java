@@ -30,7 +30,7 @@ import java.util.Map;
  * version and parameters) is skipped; a failing image is reported in its row and the batch goes on.
  * <pre>{@code
  * // in "Run for project" (one image at a time):
- * ProjectBatch.runCurrentImage(CellBridge.builder("nuclei-he").build(), buildFilePath(PROJECT_BASE_DIR, "cellbridge-counts.csv"))
+ * ProjectBatch.runCurrentImage(CellBridge.builder("nuclei-brightfield").build(), buildFilePath(PROJECT_BASE_DIR, "cellbridge-counts.csv"))
  * // several projects:
  * ProjectBatch.runProjects(cellbridge, ["/data/p1/project.qpproj", "/data/p2/project.qpproj"], "/data/counts.csv")
  * }</pre>
