@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Compile and test the QuPath-independent bridge layer (qupath.ext.cellbridge.bridge) with javac and JUnit 5,
-# against Debian's jars: no Gradle, no Maven Central, no QuPath needed. (The extension jar for users is built
-# with Gradle: see ../build.gradle.)
+# Compile and test the extension with javac and JUnit 5, without Gradle or Maven Central (the extension jar for
+# users is built with Gradle: see ../build.gradle).
+#
+# With the QuPath runtime (../shared/qupath-runtime: real QuPath 0.6.0 core classes, no GUI, no OpenCV, and a
+# JDK >= 21) it compiles every source file that does not need the GUI and runs all tests, including the QuPath
+# layer (CellBridge, PathObjectConverter, IhcScores, ObjectFiles, RequestPlanner, TrainingData,
+# scripting/ProjectBatch) against real ImageData, hierarchies and projects. The files in GUI_SOURCES below need
+# QuPath's GUI (QuPathGUI, PathPrefs, JavaFX controls) and stay compile-checked by
+# ../shared/tools/qupath-compile/check.sh.
+# Without the runtime it compiles and tests the QuPath-independent bridge layer (qupath.ext.cellbridge.bridge)
+# against Debian's jars, and says why the QuPath-layer tests are skipped.
 #
 #   qupath-extension/build-local.sh                       # compile, then run all tests
 #   qupath-extension/build-local.sh --exclude-tag e2e     # extra arguments go to the JUnit console launcher
@@ -10,8 +18,10 @@
 # Environment:
 #   PY4J_JAR           the py4j jar (default: .venv/share/py4j/py4j*.jar, or next to $CELLBRIDGE_PYTHON's venv)
 #   CELLBRIDGE_PYTHON  a Python with cellbridge installed; end-to-end tests (tag "e2e") are skipped without it
+#   QUPATH_RUNTIME     the QuPath runtime folder (default: ../shared/qupath-runtime beside the repository; "none"
+#                      to build the bridge layer only)
 #   JAVA_LIB_DIR       where the Debian jars are (default /usr/share/java)
-#   LOG_LEVEL          slf4j-simple log level for the tests (default warn)
+#   LOG_LEVEL          slf4j-simple log level for the bridge-only tests (default warn)
 # Output goes to qupath-extension/build/local/ (main/ and test/ classes). Exits non-zero on any failure.
 set -euo pipefail
 
@@ -19,6 +29,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 OUT="$HERE/build/local"
 LIB="${JAVA_LIB_DIR:-/usr/share/java}"
+MAIN_SRC="$HERE/src/main/java/qupath/ext/cellbridge"
+TEST_SRC="$HERE/src/test/java/qupath/ext/cellbridge"
+# need QuPath's GUI (relative to $MAIN_SRC; a folder stands for everything in it)
+GUI_SOURCES="CellBridgeExtension.java CellBridgePreferences.java ui/"
 PACKAGES="junit5 libgoogle-gson-java libjts-java libslf4j-java"
 
 for tool in javac java; do
@@ -56,27 +70,64 @@ if [ -z "${PY4J_JAR:-}" ] || [ ! -f "$PY4J_JAR" ]; then
     exit 1
 fi
 
-MAIN_CP="$LIB/gson.jar:$LIB/jts-core.jar:$LIB/slf4j-api.jar:$PY4J_JAR"
-CONSOLE="$LIB/junit-platform-console-standalone.jar"
+# the QuPath runtime: its env.sh prints QUPATH_JAVA_HOME and QUPATH_RUNTIME_CP, or exits 3 without a JDK >= 21
+RUNTIME_DIR="${QUPATH_RUNTIME:-$(dirname "$ROOT")/shared/qupath-runtime}"
+RUNTIME_WHY=""
+if [ "$RUNTIME_DIR" = none ]; then
+    RUNTIME_WHY="QUPATH_RUNTIME=none"
+elif [ ! -x "$RUNTIME_DIR/env.sh" ]; then
+    RUNTIME_WHY="no QuPath runtime at $RUNTIME_DIR (set QUPATH_RUNTIME to its folder)"
+elif ! runtime_env="$("$RUNTIME_DIR/env.sh" 2>&1)"; then
+    RUNTIME_WHY="$RUNTIME_DIR/env.sh: $runtime_env"
+else
+    eval "$runtime_env"
+fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT/main" "$OUT/test"
-find "$HERE/src/main/java/qupath/ext/cellbridge/bridge" -name '*.java' > "$OUT/main-sources.txt"
-find "$HERE/src/test/java/qupath/ext/cellbridge/bridge" -name '*.java' > "$OUT/test-sources.txt"
+CONSOLE="$LIB/junit-platform-console-standalone.jar"
+
+if [ -z "$RUNTIME_WHY" ]; then
+    JAVAC="$QUPATH_JAVA_HOME/bin/javac"
+    JAVA="$QUPATH_JAVA_HOME/bin/java"
+    RELEASE=21
+    # the runtime brings gson, jts and slf4j-api 2 (Debian's slf4j-simple 1.7 cannot bind to it: no log output)
+    MAIN_CP="$QUPATH_RUNTIME_CP:$PY4J_JAR"
+    RUN_CP="$MAIN_CP"
+    gui_filter=()
+    for gui in $GUI_SOURCES; do gui_filter+=(-not -path "$MAIN_SRC/$gui*"); done
+    find "$MAIN_SRC" -name '*.java' "${gui_filter[@]}" | sort > "$OUT/main-sources.txt"
+    find "$TEST_SRC" -name '*.java' | sort > "$OUT/test-sources.txt"
+    echo "build-local.sh: QuPath runtime $RUNTIME_DIR (JDK $QUPATH_JAVA_HOME); not compiled here, they need" \
+         "QuPath's GUI (checked by ../shared/tools/qupath-compile/check.sh): $GUI_SOURCES"
+else
+    JAVAC=javac
+    JAVA=java
+    RELEASE=17
+    MAIN_CP="$LIB/gson.jar:$LIB/jts-core.jar:$LIB/slf4j-api.jar:$PY4J_JAR"
+    RUN_CP="$MAIN_CP:$LIB/slf4j-simple.jar"
+    find "$MAIN_SRC/bridge" -name '*.java' | sort > "$OUT/main-sources.txt"
+    find "$TEST_SRC/bridge" -name '*.java' | sort > "$OUT/test-sources.txt"
+    echo "build-local.sh: the QuPath-layer tests are SKIPPED ($RUNTIME_WHY); compiling and testing the bridge" \
+         "layer only"
+fi
 
 echo "build-local.sh: compiling $(wc -l < "$OUT/main-sources.txt") main and $(wc -l < "$OUT/test-sources.txt") test sources (py4j: $PY4J_JAR)"
-javac --release 17 -encoding UTF-8 -Xlint:all,-serial -Werror -d "$OUT/main" -cp "$MAIN_CP" @"$OUT/main-sources.txt"
-javac --release 17 -encoding UTF-8 -Xlint:all,-serial -Werror -d "$OUT/test" -cp "$OUT/main:$MAIN_CP:$CONSOLE" @"$OUT/test-sources.txt"
+"$JAVAC" --release "$RELEASE" -encoding UTF-8 -Xlint:all,-serial,-options,-classfile -Werror -d "$OUT/main" -cp "$MAIN_CP" \
+    @"$OUT/main-sources.txt"
+"$JAVAC" --release "$RELEASE" -encoding UTF-8 -Xlint:all,-serial,-options,-classfile -Werror -d "$OUT/test" \
+    -cp "$OUT/main:$MAIN_CP:$CONSOLE" @"$OUT/test-sources.txt"
 
 if [ "${1:-}" = "--compile-only" ]; then
     exit 0
 fi
 
 # JUnit's exit code: 0 all passed, 1 a test failed, 2 no tests found
-java -Dcellbridge.repo="$ROOT" \
+"$JAVA" -Dcellbridge.repo="$ROOT" \
      -Dorg.slf4j.simpleLogger.defaultLogLevel="${LOG_LEVEL:-warn}" \
+     -Djava.awt.headless=true \
      -jar "$CONSOLE" \
-     --class-path "$OUT/test:$OUT/main:$MAIN_CP:$LIB/slf4j-simple.jar" \
-     --select-package qupath.ext.cellbridge.bridge \
+     --class-path "$OUT/test:$OUT/main:$RUN_CP" \
+     --select-package qupath.ext.cellbridge \
      --include-engine junit-jupiter \
      --fail-if-no-tests --disable-banner --disable-ansi-colors --details=tree "$@"

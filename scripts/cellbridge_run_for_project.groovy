@@ -22,5 +22,5 @@ def cellbridge = CellBridge.builder("nuclei-brightfield")   // or a model folder
 def csv = buildFilePath(PROJECT_BASE_DIR, "cellbridge-counts.csv")
 // -----------------------------------------------------------------------------------------------------------
 
-def row = ProjectBatch.runCurrentImage(cellbridge, csv)
+def row = ProjectBatch.runImage(cellbridge, getProject(), getProjectEntry(), getCurrentImageData(), csv)
 println "${row.image()}: ${row.status()}, ${row.objects()} objects ${row.counts()}"

@@ -13,7 +13,6 @@ import qupath.lib.images.ImageData;
 import qupath.lib.objects.PathObject;
 import qupath.lib.objects.hierarchy.PathObjectHierarchy;
 import qupath.lib.plugins.workflow.DefaultScriptableWorkflowStep;
-import qupath.lib.scripting.QP;
 
 import java.awt.image.BufferedImage;
 import java.nio.file.Path;
@@ -27,6 +26,7 @@ import java.util.Objects;
 import java.util.TreeMap;
 import java.util.concurrent.CancellationException;
 import java.util.function.BooleanSupplier;
+import java.util.function.Supplier;
 
 /**
  * Run a CellBridge model on QuPath images: the API for Groovy scripts, and what the menu commands run.
@@ -39,8 +39,12 @@ import java.util.function.BooleanSupplier;
  *         .detectObjects(getCurrentImageData(), getSelectedObjects())
  * println result.classCounts()
  * }</pre>
+ * The jobs go to the extension's shared server ({@link CellBridgeServer}) unless {@link Builder#client} names
+ * another. The logic takes the image (and its parents) as arguments: the script's current image comes from the
+ * script ({@code getCurrentImageData()}), so this class runs wherever QuPath's core classes do.
  * Objects go under each parent annotation (clipped to its ROI), or under the image's root when the parents are
- * empty or the root; by default earlier detections under each parent are replaced. Each run changes the hierarchy
+ * empty or the root; by default earlier detections under each parent are replaced. IHC runs ({@code stain
+ * "ihc-dab"}) also put the annotation's Positive %, H-score and counts on it ({@link IhcScores}). Each run changes the hierarchy
  * once (one hierarchy event) and is recorded in the image's workflow, so "Create script" reproduces it.
  * <p>
  * {@link #detectObjects} blocks while the server works (seconds to minutes): call it from a script or a background
@@ -53,9 +57,11 @@ public final class CellBridge {
     private static final String WORKFLOW_NAME = "CellBridge detect objects";
 
     private final RunSettings settings;
+    private final Supplier<CellBridgeClient> server;
 
-    private CellBridge(RunSettings settings) {
+    private CellBridge(RunSettings settings, Supplier<CellBridgeClient> server) {
         this.settings = Objects.requireNonNull(settings);
+        this.server = Objects.requireNonNull(server);
     }
 
     /**
@@ -71,7 +77,17 @@ public final class CellBridge {
      * @return a CellBridge running them
      */
     public static CellBridge of(RunSettings settings) {
-        return new CellBridge(settings);
+        return new CellBridge(settings, CellBridgeServer::client);
+    }
+
+    /**
+     * @param settings run settings
+     * @param client the server to run them on (instead of the extension's shared one)
+     * @return a CellBridge running them
+     */
+    public static CellBridge of(RunSettings settings, CellBridgeClient client) {
+        Objects.requireNonNull(client, "client");
+        return new CellBridge(settings, () -> client);
     }
 
     /** @return the settings this instance runs */
@@ -126,18 +142,6 @@ public final class CellBridge {
     }
 
     /**
-     * Detect objects in the current image (of the script, or the viewer), under the selected annotations, or the
-     * whole image when none is selected.
-     * @return what was added
-     */
-    public Result detectObjects() {
-        ImageData<BufferedImage> imageData = QP.getCurrentImageData();
-        if (imageData == null)
-            throw new CellBridgeException("no image is open");
-        return detectObjects(imageData);
-    }
-
-    /**
      * Detect objects under the selected annotations of an image, or in the whole image when none is selected.
      * @param imageData the image
      * @return what was added
@@ -175,8 +179,8 @@ public final class CellBridge {
         List<PathObject> targets = targets(imageData, parents);
         long start = System.nanoTime();
         report.update(0, "Connecting to the CellBridge server");
-        CellBridgeClient client = CellBridgeServer.client();
-        ModelInfo model = CellBridgeServer.findModel(settings.model()).orElse(null);
+        CellBridgeClient client = server.get();
+        ModelInfo model = ModelInfo.find(client.listModels(), settings.model()).orElse(null);
         if (model == null)
             logger.info("Model {} is not one of the server's named models; using it as a folder", settings.model());
         String signature = settings.signature(model == null ? null : model.version());
@@ -224,6 +228,8 @@ public final class CellBridge {
                     parent.removeChildObjects(earlier);
             }
             parent.addChildObjects(entry.getValue());
+            if (scoresIhc() && parent.isAnnotation())
+                IhcScores.putOn(parent, parent.getChildObjects(), graded(), pixelSize(imageData));
             added.addAll(entry.getValue());
             parents++;
         }
@@ -237,9 +243,22 @@ public final class CellBridge {
         return result;
     }
 
+    private boolean scoresIhc() {
+        return "ihc-dab".equals(settings.stain());
+    }
+
+    private boolean graded() {
+        return settings.positivity() == null || settings.positivity().size() != 1;
+    }
+
+    private Double pixelSize(ImageData<BufferedImage> imageData) {
+        return settings.pixelSize() != null ? settings.pixelSize()
+                : RequestPlanner.pixelSizeMicrons(imageData.getServer());
+    }
+
     /** @return the Groovy line that reproduces this run on the current image (for the workflow) */
     public String script() {
-        return settings.builderScript(CellBridge.class.getName()) + ".build().detectObjects()";
+        return settings.builderScript(CellBridge.class.getName()) + ".build().detectObjects(getCurrentImageData())";
     }
 
     /**
@@ -247,7 +266,8 @@ public final class CellBridge {
      * @return 16 hex digits that change with the model, its version and the result-changing parameters
      */
     public String signature() {
-        return settings.signature(CellBridgeServer.findModel(settings.model()).map(ModelInfo::version).orElse(null));
+        return settings.signature(ModelInfo.find(server.get().listModels(), settings.model()).map(ModelInfo::version)
+                .orElse(null));
     }
 
     // ----------------------------------------------------------------------------------------- static helpers
@@ -370,9 +390,20 @@ public final class CellBridge {
     public static final class Builder {
 
         private final RunSettings.Builder settings;
+        private CellBridgeClient client;
 
         private Builder(RunSettings.Builder settings) {
             this.settings = settings;
+        }
+
+        /**
+         * @param client the server to run on, instead of the extension's shared one (e.g. a server started by a
+         *               script with {@code ServerProcess.start})
+         * @return this builder
+         */
+        public Builder client(CellBridgeClient client) {
+            this.client = client;
+            return this;
         }
 
         /**
@@ -518,7 +549,7 @@ public final class CellBridge {
 
         /** @return the CellBridge; IllegalArgumentException naming a bad value */
         public CellBridge build() {
-            return new CellBridge(settings.build());
+            return client == null ? of(settings.build()) : of(settings.build(), client);
         }
     }
 }

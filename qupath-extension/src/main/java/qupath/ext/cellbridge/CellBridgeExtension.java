@@ -28,6 +28,7 @@ public class CellBridgeExtension implements QuPathExtension {
             return;
         }
         installed = true;
+        CellBridgeServer.setConfiguration(CellBridgePreferences::serverConfiguration);
         Menu menu = qupath.getMenu("Extensions>" + getName(), true);
         CellBridgeCommands.install(qupath, menu);
         CellBridgeUi.installPreferences(qupath);

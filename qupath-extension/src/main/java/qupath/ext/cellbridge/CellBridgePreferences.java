@@ -89,6 +89,11 @@ public final class CellBridgePreferences {
         return trainEpochs;
     }
 
+    /** @return the server configuration these preferences give (what the extension hands {@link CellBridgeServer}) */
+    public static CellBridgeServer.Configuration serverConfiguration() {
+        return new CellBridgeServer.Configuration(python.get(), modelFolder.get(), device.get());
+    }
+
     /**
      * Run settings for a model from the current preferences (what the menu commands start from).
      * @param model a model name or folder

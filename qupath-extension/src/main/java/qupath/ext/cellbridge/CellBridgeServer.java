@@ -12,13 +12,16 @@ import java.io.File;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Supplier;
 
 /**
  * The one CellBridge Python server of this QuPath, shared by the menu commands and scripts: started on first use
- * with the Python and model folder of {@link CellBridgePreferences}, restarted if it died, stopped on request or
- * when QuPath exits (the server also exits by itself when QuPath's process ends).
+ * with the Python, model folder and device of its {@link Configuration} (the extension's preferences once the
+ * extension is installed; without it, {@code $CELLBRIDGE_PYTHON} or the first Python on the PATH), restarted if it
+ * died, stopped on request or when QuPath exits (the server also exits by itself when QuPath's process ends).
  * <p>
  * Starting takes seconds (Python imports PyTorch): call {@link #client()} from a background thread, never from
  * the JavaFX application thread.
@@ -30,6 +33,26 @@ public final class CellBridgeServer {
     /** The environment variable the Python side reads extra model folders from. */
     public static final String MODEL_PATH_ENV = "CELLBRIDGE_MODEL_PATH";
 
+    /** The environment variable naming the Python used when no configuration was set (before the PATH). */
+    public static final String PYTHON_ENV = "CELLBRIDGE_PYTHON";
+
+    /**
+     * What the server is started with.
+     *
+     * @param python the Python executable, virtual environment or conda environment with cellbridge (blank: the
+     *               first Python on the PATH)
+     * @param modelFolder a folder of model packages added to the server's search path (blank: none)
+     * @param device "auto", "cpu", "cuda", "cuda:N" or "mps" (blank: the server's default)
+     */
+    public record Configuration(String python, String modelFolder, String device) {
+
+        /** @return $CELLBRIDGE_PYTHON (else the PATH's Python), $CELLBRIDGE_MODEL_PATH as it is, the default device */
+        public static Configuration fromEnvironment() {
+            return new Configuration(System.getenv(PYTHON_ENV), null, null);
+        }
+    }
+
+    private static volatile Supplier<Configuration> configuration = Configuration::fromEnvironment;
     private static final List<Runnable> listeners = new CopyOnWriteArrayList<>();
     private static ServerProcess server;
     private static boolean hookInstalled;
@@ -41,16 +64,24 @@ public final class CellBridgeServer {
     }
 
     /**
-     * The Python chosen in the preferences (or the first on the PATH), with the preferred model folder on
-     * {@value #MODEL_PATH_ENV}.
+     * Where the server's settings come from (read at each start; the extension sets its preferences here).
+     * @param source called for the current configuration
+     */
+    public static void setConfiguration(Supplier<Configuration> source) {
+        configuration = Objects.requireNonNull(source, "source");
+    }
+
+    /**
+     * The configured Python (or the first on the PATH), with the configured model folder on {@value #MODEL_PATH_ENV}.
      * @return the environment
-     * @throws CellBridgeException if the preference names no Python
+     * @throws CellBridgeException if the configuration names no Python
      */
     public static PythonEnvironment python() {
-        String path = CellBridgePreferences.pythonProperty().get();
+        Configuration config = configuration.get();
+        String path = config.python();
         PythonEnvironment python = path == null || path.isBlank() ? PythonEnvironment.onPath()
                 : PythonEnvironment.fromPath(Path.of(path.strip()));
-        String models = CellBridgePreferences.modelFolderProperty().get();
+        String models = config.modelFolder();
         if (models != null && !models.isBlank()) {
             String inherited = System.getenv(MODEL_PATH_ENV);
             python = python.withEnvironment(Map.of(MODEL_PATH_ENV, inherited == null || inherited.isBlank()
@@ -92,7 +123,7 @@ public final class CellBridgeServer {
         setStatus("starting (" + python.executable() + ")", false);
         try {
             python.check();
-            String device = CellBridgePreferences.deviceProperty().get();
+            String device = configuration.get().device();
             server = ServerProcess.start(python, ServerProcess.Settings.defaults()
                     .withDevice(device == null || device.isBlank() ? null : device.strip()));
         } catch (CellBridgeException e) {
@@ -155,19 +186,7 @@ public final class CellBridgeServer {
      * @return the server's description of it, when it is one of {@link #listModels()} (by name or folder)
      */
     public static Optional<ModelInfo> findModel(String name) {
-        for (ModelInfo model : listModels()) {
-            if (model.name().equals(name) || (model.path() != null && samePath(model.path(), name)))
-                return Optional.of(model);
-        }
-        return Optional.empty();
-    }
-
-    private static boolean samePath(String a, String b) {
-        try {
-            return Path.of(a).toAbsolutePath().normalize().equals(Path.of(b).toAbsolutePath().normalize());
-        } catch (RuntimeException e) {
-            return false;
-        }
+        return ModelInfo.find(listModels(), name);
     }
 
     private static String describe(ServerProcess s) {

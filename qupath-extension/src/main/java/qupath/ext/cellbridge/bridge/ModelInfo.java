@@ -3,7 +3,9 @@ package qupath.ext.cellbridge.bridge;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 
+import java.nio.file.Path;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * A model the server can run ({@code listModels()}).
@@ -22,6 +24,27 @@ public record ModelInfo(String name, String task, String architecture, List<Stri
     /** Copies the class list. */
     public ModelInfo {
         classes = classes == null ? List.of() : List.copyOf(classes);
+    }
+
+    /**
+     * @param models the server's models
+     * @param nameOrFolder a model name, or a model folder
+     * @return the model of that name, or whose folder is that folder
+     */
+    public static Optional<ModelInfo> find(List<ModelInfo> models, String nameOrFolder) {
+        for (ModelInfo model : models) {
+            if (model.name().equals(nameOrFolder) || (model.path() != null && samePath(model.path(), nameOrFolder)))
+                return Optional.of(model);
+        }
+        return Optional.empty();
+    }
+
+    private static boolean samePath(String a, String b) {
+        try {
+            return Path.of(a).toAbsolutePath().normalize().equals(Path.of(b).toAbsolutePath().normalize());
+        } catch (RuntimeException e) {
+            return false;
+        }
     }
 
     static ModelInfo fromJson(JsonElement value, int index) {

@@ -11,7 +11,6 @@ import qupath.lib.objects.hierarchy.PathObjectHierarchy;
 import qupath.lib.projects.Project;
 import qupath.lib.projects.ProjectIO;
 import qupath.lib.projects.ProjectImageEntry;
-import qupath.lib.scripting.QP;
 
 import java.awt.image.BufferedImage;
 import java.io.File;
@@ -29,8 +28,9 @@ import java.util.Map;
  * (the same columns as {@code cellbridge batch}); an image already marked with the same signature (same model,
  * version and parameters) is skipped; a failing image is reported in its row and the batch goes on.
  * <pre>{@code
- * // in "Run for project" (one image at a time):
- * ProjectBatch.runCurrentImage(CellBridge.builder("nuclei-brightfield").build(), buildFilePath(PROJECT_BASE_DIR, "cellbridge-counts.csv"))
+ * // in "Run for project" (one image at a time; getProject() etc. are the script editor's default imports):
+ * ProjectBatch.runImage(CellBridge.builder("nuclei-brightfield").build(), getProject(), getProjectEntry(),
+ *         getCurrentImageData(), buildFilePath(PROJECT_BASE_DIR, "cellbridge-counts.csv"))
  * // several projects:
  * ProjectBatch.runProjects(cellbridge, ["/data/p1/project.qpproj", "/data/p2/project.qpproj"], "/data/counts.csv")
  * }</pre>
@@ -50,18 +50,21 @@ public final class ProjectBatch {
     }
 
     /**
-     * Run on the current image of a script (use with the script editor's "Run for project"), unless it was done
-     * with the same signature; the image is saved by "Run for project" itself.
+     * Run on one image of a script (the current one in "Run for project"), unless it was done with the same
+     * signature; the image is saved by "Run for project" itself.
      * @param cellbridge what to run
+     * @param project the image's project, or null
+     * @param entry the image's project entry, or null (then nothing marks it done)
+     * @param imageData the image
      * @param csvPath the counts table to update (may be null for none)
      * @return the image's row
+     * @throws CellBridgeException naming the image when it fails (after its row was written)
      */
-    public static CountsTable.Row runCurrentImage(CellBridge cellbridge, String csvPath) {
-        ImageData<BufferedImage> imageData = QP.getCurrentImageData();
+    public static CountsTable.Row runImage(CellBridge cellbridge, Project<BufferedImage> project,
+                                           ProjectImageEntry<BufferedImage> entry,
+                                           ImageData<BufferedImage> imageData, String csvPath) {
         if (imageData == null)
             throw new CellBridgeException("no image is open");
-        Project<BufferedImage> project = QP.getProject();
-        ProjectImageEntry<BufferedImage> entry = QP.getProjectEntry();
         String projectName = project == null ? "" : projectName(project);
         String imageName = entry == null ? imageData.getServer().getMetadata().getName() : entry.getImageName();
         String imageId = entry == null ? imageName : entry.getID();
