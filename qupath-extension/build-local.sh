@@ -13,6 +13,7 @@
 #
 #   qupath-extension/build-local.sh                       # compile, then run all tests
 #   qupath-extension/build-local.sh --exclude-tag e2e     # extra arguments go to the JUnit console launcher
+#   qupath-extension/build-local.sh --select-class qupath.ext.cellbridge.RequestPlannerTest   # only these
 #   qupath-extension/build-local.sh --compile-only        # compile main + test classes, run nothing
 #
 # Environment:
@@ -122,12 +123,14 @@ if [ "${1:-}" = "--compile-only" ]; then
     exit 0
 fi
 
-# JUnit's exit code: 0 all passed, 1 a test failed, 2 no tests found
+# JUnit's exit code: 0 all passed, 1 a test failed, 2 no tests found; a --select... argument replaces the package
+select=(--select-package qupath.ext.cellbridge)
+for arg in "$@"; do case "$arg" in --select*) select=() ;; esac; done
 "$JAVA" -Dcellbridge.repo="$ROOT" \
      -Dorg.slf4j.simpleLogger.defaultLogLevel="${LOG_LEVEL:-warn}" \
      -Djava.awt.headless=true \
      -jar "$CONSOLE" \
      --class-path "$OUT/test:$OUT/main:$RUN_CP" \
-     --select-package qupath.ext.cellbridge \
+     "${select[@]}" \
      --include-engine junit-jupiter \
      --fail-if-no-tests --disable-banner --disable-ansi-colors --details=tree "$@"
