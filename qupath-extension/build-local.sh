@@ -123,14 +123,15 @@ if [ "${1:-}" = "--compile-only" ]; then
     exit 0
 fi
 
+# Everything on the system class path: QuPath reads .qpdata only with classes of the system class loader (PathIO's
+# serialization filter), which the launcher's own --class-path loader is not.
 # JUnit's exit code: 0 all passed, 1 a test failed, 2 no tests found; a --select... argument replaces the package
 select=(--select-package qupath.ext.cellbridge)
 for arg in "$@"; do case "$arg" in --select*) select=() ;; esac; done
 "$JAVA" -Dcellbridge.repo="$ROOT" \
      -Dorg.slf4j.simpleLogger.defaultLogLevel="${LOG_LEVEL:-warn}" \
      -Djava.awt.headless=true \
-     -jar "$CONSOLE" \
-     --class-path "$OUT/test:$OUT/main:$RUN_CP" \
+     -cp "$OUT/test:$OUT/main:$RUN_CP:$CONSOLE" org.junit.platform.console.ConsoleLauncher \
      "${select[@]}" \
      --include-engine junit-jupiter \
      --fail-if-no-tests --disable-banner --disable-ansi-colors --details=tree "$@"
