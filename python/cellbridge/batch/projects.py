@@ -246,9 +246,10 @@ def paquo_available() -> bool:
     if not paquo_installed():
         return False
     try:
+        from paquo._config import settings, to_kwargs  # type: ignore[import-not-found]
         from paquo.jpype_backend import find_qupath  # type: ignore[import-not-found]
 
-        find_qupath()
+        find_qupath(**to_kwargs(settings))   # where paquo looks: PAQUO_QUPATH_DIR, .paquo.toml, default dirs
     except Exception:  # paquo raises ValueError when no QuPath is found; any failure means "not usable"
         return False
     return True

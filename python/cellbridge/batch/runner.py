@@ -14,6 +14,9 @@ distributed workers, each worker loading the model once (`batch/distributed.py`)
 
 Resumable: an image whose GeoJSON and sidecar exist, made with the same model (name, version, weights) and
 parameters from the same image file (size and modification time), is skipped; anything else is run again.
+With `write_to_project`, each image's objects also go into its project's own image data through paquo,
+replacing those of an earlier write and nothing else (`batch/project_writer.py`).
+
 Every output is written to a temporary file and renamed, so an interrupted batch leaves no half-written file
 and simply continues where it stopped. A failing image (missing file, unreadable slide, …) is reported in its
 row and the batch goes on. The model is loaded once, and only when some image needs it.
@@ -76,6 +79,7 @@ class BatchOptions:
     scheduler: str | None = None      # None: in this process; "local": a LocalCluster; else a scheduler address
     workers: int | None = None        # LocalCluster workers (default: one per GPU, else one per 2 cores, ≤ 4)
     threads: int | None = None        # torch threads per image (default: the cores of the host over its workers)
+    write_to_project: bool = False    # also put each image's objects into its QuPath project (paquo)
 
 
 @dataclass
@@ -155,16 +159,20 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
     csv_path = out_dir / options.csv_name
     table = CountsTable.read(csv_path)
     runner = ImageRunner(options, parameters, signature)
+    plan = read_inputs(inputs, options.reader)
+    writer = _project_writer(options, plan, signature)
 
     outcomes: dict[int, ImageOutcome] = {}
     to_run: dict[int, ImageTask] = {}
+    images: dict[int, ProjectImage] = {}
     keys: list[tuple[str, str]] = []
-    for label, project in read_inputs(inputs, options.reader):
+    for label, project in plan:
         if not isinstance(project, QuPathProject):  # the project itself cannot be read
             outcomes[len(keys)] = ImageOutcome(label, "", "", "failed", error=project)
             keys.append((label, ""))
             continue
         for image in project.images:
+            images[len(keys)] = image
             task = ImageTask(label, out_dir / label, image)
             before = runner.before(task)
             if before is None:
@@ -176,6 +184,8 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
     bar = tqdm(total=len(keys), desc="images", unit="image", disable=not options.progress)
 
     def record(index: int, outcome: ImageOutcome) -> None:
+        if writer is not None and outcome.status != "failed" and outcome.output is not None:
+            _write_into_project(writer, images[index], outcome)
         outcomes[index] = outcome
         table.put(_row(outcome, options.model, signature))
         table.write(csv_path)  # after every image: an interrupted batch keeps its table
@@ -195,9 +205,41 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
             record(index, outcome)
     finally:
         bar.close()
+        if writer is not None:
+            writer.close()
         table.arrange(keys)
         table.write(csv_path)
     return BatchSummary([outcomes[i] for i in range(len(keys))], csv_path, signature, parameters)
+
+
+def _project_writer(options: BatchOptions, plan: list[tuple[str, QuPathProject | str]], signature: str) -> Any:
+    """The writer of `--write-to-project` (None without it); every input must then be a QuPath project."""
+    if not options.write_to_project:
+        return None
+    for _, project in plan:
+        if isinstance(project, QuPathProject) and project.reader == "files":
+            names = ", ".join(image.name for image in project.images)
+            raise CellBridgeError(f"--write-to-project writes into QuPath projects; {names} "
+                                  f"{'is a slide file' if len(project.images) == 1 else 'are slide files'}, "
+                                  "not a project")
+    from cellbridge.batch.project_writer import ProjectWriter
+
+    return ProjectWriter(signature, options.model)
+
+
+def _write_into_project(writer: Any, image: ProjectImage, outcome: ImageOutcome) -> None:
+    """Put an image's objects into its project entry; a failure fails the image (its GeoJSON stays)."""
+    try:
+        result = writer.write(image, outcome.output)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as error:  # paquo/JPype raise many kinds: report it in the image's row
+        log.debug("%s: writing into the project failed", image.name, exc_info=True)
+        outcome.status, outcome.error = "failed", f"cannot write into the project: {_describe(error)}"
+        return
+    if result.written:
+        log.info("%s: %d objects into the project (%d of an earlier run removed)", image.name, result.added,
+                 result.removed)
 
 
 def _run_here(runner: ImageRunner, tasks: dict[int, ImageTask],

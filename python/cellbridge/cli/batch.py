@@ -53,6 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "else one per two cores, at most 4)")
     parser.add_argument("--threads", type=int, help="torch threads per image (default: the host's cores shared "
                         "among its workers; all cores without --scheduler)")
+    parser.add_argument("--write-to-project", action="store_true",
+                        help="also put each image's objects into its QuPath project (replacing those of an earlier "
+                        "CellBridge write; annotations and other objects stay); needs paquo "
+                        "(pip install 'cellbridge[qupath]') and a QuPath installation")
     parser.add_argument("--csv", default="counts.csv", help="name of the counts table in --out-dir "
                         "(default counts.csv)")
     parser.set_defaults(func=run)
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, tile_size=args.tile, overlap=args.overlap,
                            cell_expansion=args.cell_expansion, threshold=args.threshold, tissue=not args.no_tissue,
                            pixel_size=args.pixel_size, resume=args.resume, reader=args.reader, progress=True,
-                           csv_name=args.csv, scheduler=args.scheduler, workers=args.workers, threads=args.threads)
+                           csv_name=args.csv, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+                           write_to_project=args.write_to_project)
     summary = run_batch(args.projects, options)
     for failure in summary.failures:
         where = f"{failure.project}: {failure.image} (id {failure.image_id})" if failure.image else failure.project
