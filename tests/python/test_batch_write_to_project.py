@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ RUNTIME = Path(os.environ.get("QUPATH_RUNTIME", REPO.parent / "shared" / "qupath
 
 
 @pytest.fixture(scope="module")
-def qupath(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Point paquo at the runtime (before paquo is imported: it reads PAQUO_QUPATH_DIR once); the runtime's env."""
+def qupath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Point paquo at the runtime for this module only (other modules read projects without it); the runtime's
+    environment (QUPATH_JAVA_HOME, QUPATH_RUNTIME_CP, PAQUO_QUPATH_DIR)."""
     if not (RUNTIME / "env.sh").is_file():
         pytest.skip(f"no QuPath runtime at {RUNTIME}: the paquo tests need it (set QUPATH_RUNTIME)")
     pytest.importorskip("paquo", reason="paquo is not installed (pip install 'cellbridge[qupath]')")
@@ -33,11 +35,16 @@ def qupath(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     for line in result.stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = value.strip("'")
-    os.environ["PAQUO_QUPATH_DIR"] = env["PAQUO_QUPATH_DIR"]
+    from paquo._config import settings   # read when paquo is first imported: set it here explicitly
+
+    settings.set("qupath_dir", env["PAQUO_QUPATH_DIR"])
     from cellbridge.batch.projects import paquo_available
 
-    assert paquo_available(), "paquo does not find the runtime's QuPath"
-    return env
+    try:
+        assert paquo_available(), "paquo does not find the runtime's QuPath"
+        yield env
+    finally:
+        settings.set("qupath_dir", "")
 
 
 def _plain_tiff(path: Path, seed: int, size: int = 256) -> Path:
