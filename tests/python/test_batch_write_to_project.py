@@ -163,7 +163,7 @@ def test_slide_files_cannot_be_written_into_a_project(qupath, tmp_path: Path) ->
     tif = _plain_tiff(tmp_path / "slide.tif", seed=23, size=64)
     with pytest.raises(CellBridgeError, match="slide.tif is a slide file, not a project"):
         run_batch([tif], _options(tmp_path / "out"))
-    assert not (tmp_path / "out" / "counts.csv").exists() or "slide" not in (tmp_path / "out" / "counts.csv").read_text()
+    assert not (tmp_path / "out" / "counts.csv").exists(), "refused before anything ran"
 
 
 def test_a_project_written_by_quPaths_java_api_is_read_and_kept(qupath, tmp_path: Path) -> None:
@@ -207,3 +207,19 @@ def test_a_project_written_by_quPaths_java_api_is_read_and_kept(qupath, tmp_path
     assert sorted(after["classes"]) == sorted(before["classes"] + ["Tumor"])
     assert "Score" in after["measurements"] and "Nucleus: Area" in after["measurements"]
     shutil.rmtree(classes)
+
+
+def test_without_paquo_the_batch_stops_at_once_saying_what_it_needs(tmp_path: Path, monkeypatch) -> None:
+    """Runs everywhere (no QuPath runtime needed): the check comes before any image is run."""
+    import cellbridge.batch.project_writer as project_writer
+    from cellbridge.batch.runner import run_batch
+    from cellbridge.errors import CellBridgeError
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "project.qpproj").write_text(json.dumps({"version": "0.6.0", "lastID": 0, "images": []}))
+    monkeypatch.setattr(project_writer, "paquo_available", lambda: False)
+
+    with pytest.raises(CellBridgeError, match=r"needs paquo and a QuPath installation: pip install"):
+        run_batch([folder], _options(tmp_path / "out", reader="json"))
+    assert not (tmp_path / "out" / "counts.csv").exists()

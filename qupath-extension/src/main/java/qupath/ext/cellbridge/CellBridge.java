@@ -44,7 +44,8 @@ import java.util.function.Supplier;
  * script ({@code getCurrentImageData()}), so this class runs wherever QuPath's core classes do.
  * Objects go under each parent annotation (clipped to its ROI), or under the image's root when the parents are
  * empty or the root; by default earlier detections under each parent are replaced. IHC runs ({@code stain
- * "ihc-dab"}) also put the annotation's Positive %, H-score and counts on it ({@link IhcScores}). Each run changes the hierarchy
+ * "ihc-dab"}) also put the annotation's Positive %, H-score and counts on it ({@link IhcScores}). Each run changes
+ * the hierarchy
  * once (one hierarchy event) and is recorded in the image's workflow, so "Create script" reproduces it.
  * <p>
  * {@link #detectObjects} blocks while the server works (seconds to minutes): call it from a script or a background

@@ -27,7 +27,8 @@ class MalformedReplyTest {
 
     private static final String DETECTION = "{\"type\": \"FeatureCollection\", \"features\": [{\"type\": \"Feature\", "
             + "\"geometry\": {\"type\": \"Polygon\", \"coordinates\": [[[10, 10], [20, 10], [20, 20], [10, 20], "
-            + "[10, 10]]]}, \"properties\": {\"objectType\": \"detection\", \"classification\": {\"name\": \"Tumor\"}}}]}";
+            + "[10, 10]]]}, \"properties\": {\"objectType\": \"detection\", "
+            + "\"classification\": {\"name\": \"Tumor\"}}}]}";
 
     /** Answers each job with the next of the given chunks; every job is done at once. */
     private static final class ScriptedServer implements CellBridgeService {
@@ -118,7 +119,8 @@ class MalformedReplyTest {
         ScriptedServer server = new ScriptedServer(DETECTION, broken);
         CellBridge cellbridge = CellBridge.builder("m").client(CellBridgeClient.of(server)).build();
 
-        var e = assertThrows(CellBridgeException.class, () -> cellbridge.detectObjects(imageData, List.of(left, right)));
+        var e = assertThrows(CellBridgeException.class,
+                () -> cellbridge.detectObjects(imageData, List.of(left, right)));
 
         assertEquals(2, server.submitted.size(), "both annotations were sent");
         assertTrue(e.getMessage().toLowerCase().contains("coordinates"), e.getMessage());

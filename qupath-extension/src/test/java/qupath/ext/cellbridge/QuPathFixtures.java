@@ -67,8 +67,9 @@ public final class QuPathFixtures {
                 "--compression", "none", "--truth", dir.resolve(name + ".geojson").toString()));
         arguments.addAll(List.of(synthArguments));
         CliProcess.run(python(), arguments, null, null);
-        String convert = "import sys, tifffile; a = tifffile.imread(sys.argv[1], level=0); tifffile.imwrite(sys.argv[2], "
-                + "a, photometric='rgb', imagej=True, resolution=(2.0, 2.0), metadata={'unit': 'um'})";
+        String convert = "import sys, tifffile; a = tifffile.imread(sys.argv[1], level=0); "
+                + "tifffile.imwrite(sys.argv[2], a, photometric='rgb', imagej=True, resolution=(2.0, 2.0), "
+                + "metadata={'unit': 'um'})";
         try {
             Process process = python().processBuilder(List.of("-c", convert, pyramid.toString(), tif.toString()))
                     .redirectErrorStream(true).start();
