@@ -223,3 +223,21 @@ def test_without_paquo_the_batch_stops_at_once_saying_what_it_needs(tmp_path: Pa
     with pytest.raises(CellBridgeError, match=r"needs paquo and a QuPath installation: pip install"):
         run_batch([folder], _options(tmp_path / "out", reader="json"))
     assert not (tmp_path / "out" / "counts.csv").exists()
+
+
+def test_cli_write_to_project_without_a_quPath_install_is_one_clear_error(tmp_path: Path) -> None:
+    pytest.importorskip("paquo", reason="paquo is not installed (pip install 'cellbridge[qupath]')")
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "project.qpproj").write_text(json.dumps({"version": "0.6.0", "lastID": 0, "images": []}))
+    nowhere = tmp_path / "no-qupath"
+    nowhere.mkdir()
+    env = {**os.environ, "PAQUO_QUPATH_DIR": str(nowhere), "PYTHONPATH": str(REPO / "python")}
+
+    result = subprocess.run([sys.executable, "-m", "cellbridge", "batch", str(folder), "--model", "nuclei-he",
+                             "--out-dir", str(tmp_path / "out"), "--write-to-project", "--reader", "json"],
+                            capture_output=True, text=True, env=env)
+
+    assert result.returncode == 2, result.stderr
+    assert "--write-to-project needs paquo and a QuPath installation" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
