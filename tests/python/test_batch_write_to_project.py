@@ -35,7 +35,7 @@ def qupath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     for line in result.stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = value.strip("'")
-    from paquo._config import settings   # read when paquo is first imported: set it here explicitly
+    from paquo import settings   # read when paquo is first imported: set it here explicitly
 
     settings.set("qupath_dir", env["PAQUO_QUPATH_DIR"])
     from cellbridge.batch.projects import paquo_available

@@ -246,7 +246,9 @@ def paquo_available() -> bool:
     if not paquo_installed():
         return False
     try:
-        from paquo._config import settings, to_kwargs  # type: ignore[import-not-found]
+        from paquo import settings  # type: ignore[import-not-found]
+        # paquo's own CLI turns its settings into find_qupath's arguments this way
+        from paquo._config import to_kwargs  # type: ignore[import-not-found]
         from paquo.jpype_backend import find_qupath  # type: ignore[import-not-found]
 
         find_qupath(**to_kwargs(settings))   # where paquo looks: PAQUO_QUPATH_DIR, .paquo.toml, default dirs
