@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cellbridge.errors import SlideError
+from cellbridge.models import DEFAULT_NUCLEI_MODEL
 from cellbridge.io.slides import OpenSlideSlide, TiffSlideSlide, fluorescence_evidence, open_slide, openslide_available
 
 SLIDES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "slides"
@@ -97,7 +98,8 @@ def test_a_brightfield_model_refuses_a_fluorescence_slide_in_one_line(tmp_path: 
                            "--device", "cpu"], capture_output=True, text=True)
     assert done.returncode == 2 and not out.exists()
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "fluorescence image" in lines[0] and "'nuclei-he' is for brightfield" in lines[0]
+    assert len(lines) == 1 and "fluorescence image" in lines[0]
+    assert f"model '{DEFAULT_NUCLEI_MODEL}' is for brightfield" in lines[0]
 
 
 def test_dab_scoring_on_the_real_he_slide_is_warned_about(caplog) -> None:

@@ -7,7 +7,7 @@ Data layouts:
   `cellbridge.datasets.points`): centre F1 at 4 and 8 px, no instance scores;
 - a COCO JSON with nucleus polygons (as written by `cellbridge export-coco`).
 
-Any folder can be narrowed to the fixed test or train split by image (`cellbridge.datasets.points.split_names`).
+Any folder can be narrowed to the fixed test or train split by image (`cellbridge.datasets.points.in_test_split`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from cellbridge.datasets.dsb import dsb_modalities, dsb_names, is_dsb_folder
-from cellbridge.datasets.points import Split, is_point_folder, read_point_folder, split_names
+from cellbridge.datasets.points import SPLITS, in_test_split, is_point_folder, point_names, read_points
 from cellbridge.errors import DatasetError
 from cellbridge.evaluate import aggregate_counts, glas_metrics, instance_metrics, keypoint_f1
 from cellbridge.geometry import rasterize
@@ -42,8 +42,15 @@ class LabelledImage:
     modality: str = ""
 
 
+def split_names(names: list[str], split: str) -> list[str]:
+    """The names of one split: "test" (held out by id, `in_test_split`), "train" (the others) or "all"."""
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return names if split == "all" else [n for n in names if in_test_split(n) == (split == "test")]
+
+
 def read_label_folder(folder: str | Path, only: list[str] | None = None, modality: str | None = None,
-                      split: Split = "all") -> list[LabelledImage]:
+                      split: str = "all") -> list[LabelledImage]:
     """Images of a DSB-style folder, optionally only the named ids, those whose modality contains `modality`
     and those of one split."""
     from scipy import ndimage as ndi
@@ -70,14 +77,27 @@ def read_label_folder(folder: str | Path, only: list[str] | None = None, modalit
     return images
 
 
-def read_point_images(folder: str | Path, only: list[str] | None = None, split: Split = "all") -> list[LabelledImage]:
+def read_point_images(folder: str | Path, only: list[str] | None = None, split: str = "all") -> list[LabelledImage]:
     """Images of a point folder (images/, points/) with their true centres and no instance labels."""
-    return [LabelledImage(image.name, image.read_rgb(), None, image.points)
-            for image in read_point_folder(folder, split=split, only=only)]
+    folder = Path(folder)
+    names = point_names(folder, split)
+    if only:
+        missing = sorted(set(only) - set(names))
+        if missing:
+            raise DatasetError(f"{folder}: no image(s) named {', '.join(missing[:5])} (split {split!r})")
+        names = [n for n in names if n in set(only)]
+    images = []
+    for name in names:
+        bgr = cv2.imread(str(folder / "images" / f"{name}.png"), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DatasetError(f"{folder}: cannot read images/{name}.png")
+        centres, _, _ = read_points(folder / "points" / f"{name}.json")
+        images.append(LabelledImage(name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, centres))
+    return images
 
 
 def read_nuclei_truth(folder: str | Path, only: list[str] | None = None, modality: str | None = None,
-                      split: Split = "all") -> list[LabelledImage]:
+                      split: str = "all") -> list[LabelledImage]:
     """The labelled images of a folder: instance labels when it has labels/, else centre points from points/."""
     if is_dsb_folder(folder) or not is_point_folder(folder):
         return read_label_folder(folder, only=only, modality=modality, split=split)
