@@ -21,6 +21,7 @@ from cellbridge.ihc import (
     StainError,
     StainVectors,
     angle_between,
+    eosin_share,
     estimate_stains,
     estimate_stains_from_slide,
     intensity_class,
@@ -454,3 +455,79 @@ def test_unscored_regions_count_each_class_and_clip_to_the_image(tmp_path) -> No
     assert "50% of the region lay outside" in rows[0]["Note"]
     assert rows[1]["Area px^2"] == "2097152"                                   # whole numbers in plain decimals
     assert rows[1]["Num Tumor"] == "1" and rows[1]["Num Stroma"] == ""          # listed only where asked for
+
+
+# --------------------------------------------------------------------- nuclear DAB next to DAB-stained cytoplasm
+
+STAINED_CYTOPLASM = SynthConfig(width=640, height=640, tissue_fraction=1.0, seed=23, stain="ihc-dab",
+                                ihc_cytoplasm_dab=0.45, ihc_background_dab=0.12)
+
+
+def test_generated_ihc_puts_dab_in_the_cytoplasm_and_stroma_but_not_in_negative_nuclei() -> None:
+    scene = build_scene(STAINED_CYTOPLASM)
+    image = render_region(scene, 0, 0, 640, 640)
+    assert np.array_equal(np.concatenate([render_region(scene, 0, 0, 320, 640), render_region(scene, 320, 0, 320, 640)],
+                                         axis=1), image)  # seamless with the cytoplasm rings
+    dab = _true_stains(STAINED_CYTOPLASM).separate(image)[..., 1]
+    negative = [i for i in range(len(scene)) if scene.class_name(i) == "Negative"]
+    inside, ring = [], []
+    for i in negative[:40]:
+        (cx, cy), (a, b) = scene.centres[i], scene.axes[i]
+        inside.append(dab[int(cy), int(cx)])
+        angle = scene.angles[i]
+        ring_x, ring_y = cx + 1.35 * a * math.cos(angle), cy + 1.35 * a * math.sin(angle)  # along the major axis
+        ring.append(dab[int(ring_y), int(ring_x)])
+    assert np.median(inside) < 0.1 and np.median(ring) > 0.3
+    plain = render_region(build_scene(SynthConfig(width=640, height=640, tissue_fraction=1.0, seed=23,
+                                                  stain="ihc-dab")), 0, 0, 640, 640)
+    assert _true_stains(STAINED_CYTOPLASM).separate(plain)[..., 1].mean() < dab.mean() - 0.1
+    with pytest.raises(ValueError, match="cytoplasm dab must be an OD within"):
+        SynthConfig(stain="ihc-dab", ihc_cytoplasm_dab=-0.1)
+
+
+def test_positive_percent_holds_when_outlines_reach_into_stained_cytoplasm() -> None:
+    """Outlines 1.35x the nucleus (nucleus plus cytoplasm, as an H&E model draws them on IHC): QuPath's whole-
+    nucleus mean calls the negative nuclei positive, the nuclear core keeps the positive % at the truth."""
+    scene = build_scene(STAINED_CYTOPLASM)
+    image = render_region(scene, 0, 0, 640, 640)
+    stains = estimate_stains(image)
+    assert max(stains.angles_to(_true_stains(STAINED_CYTOPLASM)).values()) < 8.0
+    from shapely import affinity
+
+    objects = [PathObject(affinity.scale(o.geometry, 1.35, 1.35, origin="centroid")) for o in truth_objects(scene)]
+    score_objects(objects, image, (0, 0), 1.0, stains)
+    truth = ihc_scores(scene)["positive_percent"]
+    positive = 100 * np.mean([o.class_name != "Negative" for o in objects])
+    whole_nucleus = 100 * np.mean([o.measurements["Nucleus: DAB OD mean"] >= 0.2 for o in objects])
+    assert abs(positive - truth) <= 3.0 and whole_nucleus > truth + 30
+    assert {"Nucleus core: DAB OD mean", "Nucleus core: Hematoxylin OD mean"} <= set(objects[0].measurements)
+    assert "Nucleus core: DAB OD max" not in objects[0].measurements
+
+
+def test_dab_scoring_on_an_he_image_is_warned_about_whatever_the_stain_vectors(caplog) -> None:
+    he_image = render_region(build_scene(SynthConfig(width=768, height=768, tissue_fraction=1.0, seed=7)),
+                             0, 0, 768, 768)
+    ihc_image = render_region(build_scene(STAINED_CYTOPLASM), 0, 0, 640, 640)
+    assert eosin_share(he_image) > 0.9 and eosin_share(ihc_image) < 0.1 and eosin_share(ihc_image[:1, :1]) == 0.0
+    for spec in ("estimate", "default"):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            stains, note = stains_for_slide(spec, ArraySlide(he_image, path="he.png"))
+        assert stains == StainVectors.default("ihc-dab") and "looks like an H&E image" in note
+        assert any("he.png" in r.getMessage() and "H&E" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        stains, note = stains_for_slide("estimate", ArraySlide(ihc_image, path="ihc.png"))
+    assert note == "estimated from the slide (Macenko)" and not caplog.records
+
+
+def test_he_measurements_and_class_probabilities_are_dropped_for_ihc() -> None:
+    from cellbridge.ihc import without_he_outputs
+
+    kept = {"Nucleus: Area µm^2": 30.0, "Nucleus: Red: Mean": 120.0, "Nucleus: DAB OD mean": 0.3,
+            "Nucleus: Hematoxylin OD mean": 0.2, "Detection probability": 0.9}
+    dropped = {"Nucleus: Hematoxylin: Mean": 0.4, "Nucleus: Eosin: Std.Dev.": 0.1, "Eosin: Mean": 0.2,
+               "Class probability: Tumor": 0.7, "Class probability: Stroma": 0.3}
+    obj = PathObject(box(0, 0, 4, 4), measurements={**kept, **dropped})
+    without_he_outputs([obj])
+    assert obj.measurements == kept

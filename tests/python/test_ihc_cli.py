@@ -58,6 +58,10 @@ def test_ihc_scores_per_region_match_the_truth(ihc_slide, tmp_path: Path) -> Non
     nuclei = [o for o in written if o.object_type == "detection"]
     assert {o.class_name for o in nuclei} <= {"Negative", "1+", "2+", "3+"}
     assert np.isfinite([o.measurements["Nucleus: DAB OD mean"] for o in nuclei]).all()
+    # IHC results carry IHC measurements only: no H&E deconvolution, no H&E model class probabilities
+    names = {name for o in nuclei for name in o.measurements}
+    assert "Nucleus core: DAB OD mean" in names and "Nucleus: Red: Mean" in names
+    assert not {n for n in names if n.startswith("Class probability") or "Eosin" in n or "Hematoxylin: " in n}
     assert (tmp_path / "report" / "ihc-ihc.png").stat().st_size > 10_000
 
 

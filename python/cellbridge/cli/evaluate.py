@@ -15,14 +15,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="nuclei: F1 at IoU 0.5, precision, recall, mean matched IoU, panoptic quality (PQ = that F1 × "
                     "the mean IoU of the matched nuclei: finding them and outlining them in one number, 0-1) and "
                     "centre F1 at 4/8 px, overall and per image, on a DSB-2018-style folder (images/, labels/, "
-                    "points/). "
+                    "points/); centre F1 only on a folder of images with centre points (images/, "
+                    "points/<id>.json, EndoNuke). "
                     "detect: COCO AP, AP50, AR100 and per-class AP50 on a VOC folder or COCO JSON.")
     parser.add_argument("--task", required=True, choices=["nuclei", "keypoints", "instance", "detect"],
                         help="nuclei (alias keypoints, as in train), instance (glands: adds GlaS object F1 / Dice / Hausdorff "
                              "on the same folder layout) or detect")
     parser.add_argument("--model", required=True, help="model folder or name")
     parser.add_argument("--data", required=True, help="labelled data (see above)")
-    parser.add_argument("--split", default="test", help="detect on VOC: the split to score (default test)")
+    parser.add_argument("--split", help="detect on VOC: the split to score (default test); nuclei: test (the "
+                        "images held out by id: numeric id mod 5 == 0), train (the others) or all (default)")
     parser.add_argument("--only", help="nuclei: comma-separated image ids to score")
     parser.add_argument("--modality", help="nuclei: only images whose manifest modality contains this text")
     parser.add_argument("--pixel-size", type=parse_pixel_size, help="µm per pixel of the images (default: the "
@@ -39,14 +41,15 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "detect":
         from cellbridge.train.detect import evaluate_detector
 
-        result = evaluate_detector(args.model, args.data, split=args.split, device=args.device, progress=True)
+        result = evaluate_detector(args.model, args.data, split=args.split or "test", device=args.device,
+                                   progress=True)
         shown = result
     else:
-        from cellbridge.evaluate.nuclei import evaluate_nuclei, read_label_folder
+        from cellbridge.evaluate.nuclei import evaluate_nuclei, read_nuclei_truth
         from cellbridge.pipeline.run import Pipeline, RunOptions
 
         only = [s.strip() for s in args.only.split(",")] if args.only else None
-        images = read_label_folder(args.data, only=only, modality=args.modality)
+        images = read_nuclei_truth(args.data, only=only, modality=args.modality, split=args.split or "all")
         size = args.pixel_size if isinstance(args.pixel_size, float) else None
         pipeline = Pipeline(args.model, RunOptions(device=args.device, tissue=False, measure=False, pixel_size=size,
                                                    estimate_scale=args.pixel_size == "estimate"))

@@ -28,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="he: H&E (default); ihc-dab: hematoxylin + DAB with known intensity classes")
     parser.add_argument("--ihc-fractions", type=_parse_fractions, default=(0.6, 0.15, 0.15, 0.1),
                         help="with --stain ihc-dab: fractions of Negative,1+,2+,3+ nuclei (default 0.6,0.15,0.15,0.1)")
+    parser.add_argument("--cytoplasm-dab", type=float, default=0.0,
+                        help="with --stain ihc-dab: DAB OD in the cytoplasm around every nucleus, negative ones "
+                             "too (default 0: none)")
+    parser.add_argument("--background-dab", type=float, default=0.01,
+                        help="with --stain ihc-dab: non-specific DAB OD of the stroma (default 0.01)")
     parser.add_argument("--truth", help="write the ground-truth nuclei here as QuPath GeoJSON")
     parser.add_argument("--tile", type=int, default=512, help="TIFF tile size (default 512)")
     parser.add_argument("--compression", default="jpeg", choices=["jpeg", "deflate", "zstd", "none"],
@@ -43,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = SynthConfig(width=args.size[0], height=args.size[1], tissue_fraction=args.tissue_fraction,
                              seed=args.seed, mpp=args.mpp, nuclei_per_mm2=args.density, stain=args.stain,
-                             ihc_fractions=args.ihc_fractions)
+                             ihc_fractions=args.ihc_fractions, ihc_cytoplasm_dab=args.cytoplasm_dab,
+                             ihc_background_dab=args.background_dab)
     except ValueError as error:
         raise CellBridgeError(str(error)) from error
     result = generate_slide(args.out, config, args.truth, tile=args.tile, compression=args.compression,

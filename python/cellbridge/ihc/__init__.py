@@ -16,12 +16,14 @@ from cellbridge.ihc.positivity import (
     parse_positivity,
     parse_thresholds,
     score_objects,
+    without_he_outputs,
 )
 from cellbridge.ihc.report import ReportImage
 from cellbridge.ihc.stains import (
     StainError,
     StainVectors,
     angle_between,
+    eosin_share,
     estimate_stains,
     estimate_stains_from_slide,
     load_stains,
@@ -39,6 +41,7 @@ __all__ = [
     "StainError",
     "StainVectors",
     "angle_between",
+    "eosin_share",
     "estimate_stains",
     "estimate_stains_from_slide",
     "intensity_class",
@@ -48,5 +51,6 @@ __all__ = [
     "parse_thresholds",
     "score_objects",
     "stains_for_slide",
+    "without_he_outputs",
     "write_summary_csv",
 ]

@@ -7,8 +7,15 @@ the statistic, after the compartment, e.g. ``Nucleus: DAB OD mean``, ``Nucleus: 
 outline. Cells (objects with a nucleus) get Nucleus:, Cell: and Cytoplasm: (cell minus nucleus) measurements;
 other detections get `compartment`'s (default "Nucleus").
 
-Classification follows `PositiveCellDetection`: the score measurement (default ``Nucleus: DAB OD mean``) against
-one threshold (>= t: ``Positive``, else ``Negative``) or three (>= t3: ``3+``, >= t2: ``2+``, >= t1: ``1+``, else
+Nuclear DAB: every object scored on its nucleus (cells, and detections measured as ``Nucleus``) also gets
+``Nucleus core: <stain> OD mean`` over the core of its nucleus outline, the outline shrunk about its centroid to
+`CORE_SCALE` of its size (36 % of its area; the whole outline when the core holds fewer than `MIN_CORE_PIXELS`
+pixels). A segmentation outline that reaches past the nucleus into DAB-stained cytoplasm or background (nucleus
+and cytoplasm drawn as one object, as models trained on H&E do on IHC) then still measures the nucleus: with the
+outline up to 1/`CORE_SCALE` (1.67x) the nucleus's size the core lies inside the nucleus.
+
+Classification follows `PositiveCellDetection`: the score measurement (default ``Nucleus core: DAB OD mean``;
+``Nucleus: DAB OD mean`` gives QuPath's own) against one threshold (>= t: ``Positive``, else ``Negative``) or three (>= t3: ``3+``, >= t2: ``2+``, >= t1: ``1+``, else
 ``Negative``); QuPath's defaults are 0.2, 0.4, 0.6. With `derive=True` an existing class becomes the parent, as
 QuPath does (``Tumor`` → ``Tumor: 2+``). An object with no pixel in the tile gets NaN measurements and keeps its
 class (QuPath would call it Negative); summaries skip it.
@@ -26,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shapely import affinity
+
 from cellbridge.errors import CellBridgeError
 from cellbridge.geometry import pixels_inside
 from cellbridge.ihc.stains import DAB, RESIDUAL, StainVectors
@@ -41,12 +50,16 @@ __all__ = [
     "parse_positivity",
     "parse_thresholds",
     "score_objects",
+    "without_he_outputs",
 ]
 
 DEFAULT_THRESHOLDS: tuple[float, float, float] = (0.2, 0.4, 0.6)  # PositiveCellDetection's defaults
 POSITIVE, NEGATIVE = "Positive", "Negative"
 INTENSITY_CLASSES: tuple[str, ...] = (NEGATIVE, "1+", "2+", "3+")
 STATISTICS = ("mean", "std dev", "max", "min")
+CORE = "Nucleus core"      # measurement compartment of the nucleus's central part
+CORE_SCALE = 0.6           # the core: the nucleus outline scaled by this about its centroid
+MIN_CORE_PIXELS = 4        # a smaller core is measured on the whole nucleus outline
 
 
 def od_name(stain: str, statistic: str = "mean", compartment: str | None = "Nucleus") -> str:
@@ -111,8 +124,8 @@ def score_objects(
     `rgb` is the tile (H, W, 3, uint8) whose pixel (i, j) covers level-0 [origin_x + j·downsample, … + downsample)
     horizontally, likewise vertically (as `cellbridge.engines.measure.measure_objects`). Every non-residual stain
     of `stains` is measured. `thresholds` (1 or 3 values, or None to measure without classifying) apply to the
-    `score` measurement, by default ``<compartment>: <stain> OD mean`` (``Nucleus: DAB OD mean``; cells are always
-    scored on their nucleus by default).
+    `score` measurement, by default ``Nucleus core: <stain> OD mean`` for objects scored on a nucleus (cells, and
+    detections when `compartment` is "Nucleus"), else ``<compartment>: <stain> OD mean``.
     """
     tile = np.asarray(rgb)
     if tile.ndim != 3 or tile.shape[2] != 3 or tile.dtype != np.uint8:
@@ -136,12 +149,17 @@ def score_objects(
             nucleus = empty if nucleus is None else nucleus
             cell = empty if cell is None else cell
             groups.append((obj, "Nucleus", nucleus))
+            groups.append((obj, CORE, _core_pixels(obj.nucleus_geometry, nucleus, tile.shape[:2], origin,
+                                                   downsample)))
             groups.append((obj, "Cell", cell))
             groups.append((obj, "Cytoplasm", cell[~np.isin(cell, nucleus, assume_unique=True)]))
         else:
             pixels = pixels_inside(obj.geometry, tile.shape[:2], origin, downsample)
             if pixels is not None:  # points and lines have no intensities
                 groups.append((obj, compartment, pixels))
+                if compartment == "Nucleus":
+                    groups.append((obj, CORE, _core_pixels(obj.geometry, pixels, tile.shape[:2], origin,
+                                                           downsample)))
     if not groups:
         return
 
@@ -155,7 +173,8 @@ def score_objects(
         for c in channels:
             stain_name = stains.channel_names[c]
             for statistic, values in zip(STATISTICS, stats[c]):
-                obj.measurements[od_name(stain_name, statistic, name)] = float(values[g])
+                if name != CORE or statistic == "mean":
+                    obj.measurements[od_name(stain_name, statistic, name)] = float(values[g])
 
     if thresholds is None:
         return
@@ -164,13 +183,38 @@ def score_objects(
     for obj in objects:
         if id(obj) not in measured:
             continue
-        key = score or od_name(stain_name, "mean", "Nucleus" if obj.nucleus_geometry is not None else compartment)
+        scored_on_nucleus = obj.nucleus_geometry is not None or compartment == "Nucleus"
+        key = score or od_name(stain_name, "mean", CORE if scored_on_nucleus else compartment)
         if key not in obj.measurements:
             raise CellBridgeError(f"positivity score measurement {key!r} was not measured; measured: "
                                   f"{', '.join(sorted(k for k in obj.measurements if ' OD ' in k))}")
         label = intensity_class(obj.measurements[key], thresholds)
         if label is not None:
             obj.path_class = _intensity_path_class(obj.path_class if derive else None, label)
+
+
+def without_he_outputs(objects: Sequence[PathObject]) -> None:
+    """Remove, in place, what an H&E model and H&E measurement attach but means nothing on IHC: the H&E colour
+    deconvolution intensities (``Nucleus: Hematoxylin: Mean``, ``Eosin: Std.Dev.``; the IHC stains' own are
+    ``… OD mean``) and the model's class probabilities (``Class probability: Tumor``)."""
+    from cellbridge.engines.measure import STAIN_CHANNELS
+
+    def he_output(name: str) -> bool:  # "[Compartment: ]Eosin: Mean" or "Class probability: <class>"
+        parts = name.split(": ")
+        return parts[0] == "Class probability" or (len(parts) >= 2 and parts[-2] in STAIN_CHANNELS)
+
+    for obj in objects:
+        for key in [k for k in obj.measurements if he_output(k)]:
+            del obj.measurements[key]
+
+
+def _core_pixels(nucleus, pixels: np.ndarray, shape: tuple[int, int], origin: tuple[float, float],
+                 downsample: float) -> np.ndarray:
+    """The tile pixels of the nucleus's core (its outline scaled by `CORE_SCALE` about its centroid), or all of
+    `pixels` (the whole nucleus) when the core holds fewer than `MIN_CORE_PIXELS`."""
+    core = pixels_inside(affinity.scale(nucleus, CORE_SCALE, CORE_SCALE, origin="centroid"), shape, origin,
+                         downsample)
+    return pixels if core is None or core.size < MIN_CORE_PIXELS else core
 
 
 def _group_statistics(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -30,6 +30,7 @@ at the 1st and 99th percentiles of the angle, matched to the reference stains by
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,8 @@ import numpy as np
 
 from cellbridge.errors import CellBridgeError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DAB",
     "DEFAULT_VECTORS",
@@ -50,6 +53,7 @@ __all__ = [
     "StainError",
     "StainVectors",
     "angle_between",
+    "eosin_share",
     "estimate_stains",
     "estimate_stains_from_slide",
     "load_stains",
@@ -67,6 +71,7 @@ _SPELLINGS = {  # ColorDeconvolutionStains.isHematoxylin / isEosin / isDAB
     EOSIN: ("eosin", "eos", "e"),
     DAB: ("dab", "d"),
 }
+EOSIN_SHARE_LIMIT = 0.5  # a larger eosin share of the non-hematoxylin stain: an H&E image, not hematoxylin-DAB
 _PRESETS = {"ihc-dab": ("H-DAB default", (HEMATOXYLIN, DAB)), "he": ("H&E default", (HEMATOXYLIN, EOSIN))}
 _ALIASES = {"h-dab": "ihc-dab", "hdab": "ihc-dab", "dab": "ihc-dab", "ihc": "ihc-dab", "h&e": "he", "h-e": "he"}
 
@@ -292,20 +297,42 @@ def stains_for_slide(spec: str | os.PathLike[str] | StainVectors | None, slide: 
                      kind: str = "ihc-dab") -> tuple[StainVectors, str]:
     """The stain vectors to use on `slide` and a note saying where they came from, for the run's metadata.
 
-    `spec` is what `load_stains` takes, or "estimate": Macenko on the slide's tissue (`estimate_stains_from_slide`),
-    falling back to QuPath's defaults for `kind` (with the reason in the note) when the slide does not allow it.
+    `spec` is what `load_stains` takes, or "estimate": Macenko on the slide's tissue (`estimate_stains`, which
+    checks that the vectors are plausible), falling back to QuPath's defaults for `kind` with a logged warning (and
+    the reason in the note) when the slide does not allow it. For hematoxylin-DAB, a slide whose non-hematoxylin
+    stain is mostly eosin (`eosin_share` > `EOSIN_SHARE_LIMIT`) is warned about whatever `spec` is (DAB positivity
+    on an H&E slide means nothing), and its estimate, an eosin vector, is not used.
     """
     if isinstance(spec, StainVectors):
         return spec, "given"
     text = "" if spec is None else os.fspath(spec).strip()
-    if text.lower() == "estimate":
-        reference = StainVectors.default(kind)
+    estimate = text.lower() == "estimate"
+    reference = StainVectors.default(kind)
+    pixels: np.ndarray | None = None
+    unusable = ""  # why the slide's pixels cannot give stain vectors
+    if slide is not None and (estimate or reference.has(DAB)):
         try:
-            return estimate_stains_from_slide(slide, reference), "estimated from the slide (Macenko)"
+            pixels = tissue_pixels(slide)
         except StainError as error:
-            return reference, f"estimation failed, QuPath's defaults used: {error}"
-    stains = load_stains(text or None, kind)
-    return stains, "QuPath's defaults" if text.lower() in ("", "default") else f"given: {text}"
+            unusable = str(error)
+    he_warning = ""
+    if pixels is not None and reference.has(DAB) and (share := eosin_share(pixels)) > EOSIN_SHARE_LIMIT:
+        he_warning = (f"{share:.0%} of the stain besides hematoxylin is eosin-like: this looks like an H&E image, "
+                      "and DAB positivity on it means nothing")
+        log.warning("%s: %s", slide.path, he_warning)
+        unusable = he_warning
+    if estimate:
+        try:
+            if unusable:
+                raise StainError(unusable)
+            return estimate_stains(pixels, reference), "estimated from the slide (Macenko)"
+        except StainError as error:
+            note = f"estimation failed, QuPath's defaults used: {error}"
+            if not he_warning:
+                log.warning("%s: stain vectors: %s", getattr(slide, "path", "slide"), note)
+            return reference, note
+    note = "QuPath's defaults" if text.lower() in ("", "default") else f"given: {text}"
+    return load_stains(text or None, kind), note + (f"; {he_warning}" if he_warning else "")
 
 
 # ------------------------------------------------------------------------------------------------- Macenko
@@ -396,7 +423,13 @@ def estimate_stains_from_slide(
     **options: Any,
 ) -> StainVectors:
     """Macenko estimation on up to `tiles` tissue tiles of a slide (`cellbridge.io.slides.Slide`), read at
-    `downsample`, spread evenly over the tissue; `options` go to `estimate_stains`."""
+    `downsample`, spread evenly over the tissue (`tissue_pixels`); `options` go to `estimate_stains`."""
+    return estimate_stains(tissue_pixels(slide, tiles, tile_size, downsample), reference, **options)
+
+
+def tissue_pixels(slide: Any, tiles: int = 12, tile_size: int = 512, downsample: float = 1.0) -> np.ndarray:
+    """RGB pixels (N, 3) of up to `tiles` tissue tiles of `tile_size` at `downsample`, spread evenly over the
+    slide's tissue."""
     from cellbridge.tiling import detect_tissue
 
     tissue = detect_tissue(slide)
@@ -412,8 +445,31 @@ def estimate_stains_from_slide(
     if not full:
         raise StainError(f"{slide.path}: no tissue found to estimate stain vectors from")
     chosen = [full[int(i)] for i in np.linspace(0, len(full) - 1, min(tiles, len(full))).round()]
-    pixels = np.concatenate([slide.read_region(x, y, extent, extent, downsample).reshape(-1, 3) for x, y in chosen])
-    return estimate_stains(pixels, reference, **options)
+    return np.concatenate([slide.read_region(x, y, extent, extent, downsample).reshape(-1, 3) for x, y in chosen])
+
+
+def eosin_share(rgb: np.ndarray, min_od: float = 0.25, min_rest: float = 0.1) -> float:
+    """How much of the stain besides hematoxylin in `rgb` (pixels (..., 3)) is eosin rather than DAB, in [0, 1].
+
+    Each stained pixel's OD (length ≥ `min_od`) minus its part along QuPath's hematoxylin vector leaves the other
+    stain; where that rest is ≥ `min_rest` long, it counts, weighted by its length, as eosin when nearer (in the
+    plane perpendicular to hematoxylin) to eosin than to DAB. H&E slides come out near 1 (a real Aperio H&E 0.90),
+    hematoxylin-DAB ones near 0 (real ER/PR IHC tiles 0.00)."""
+    hematoxylin = np.array(DEFAULT_VECTORS[HEMATOXYLIN])
+
+    def across(vector: Sequence[float]) -> np.ndarray:
+        rest = np.asarray(vector) - (np.asarray(vector) @ hematoxylin) * hematoxylin
+        return rest / np.linalg.norm(rest)
+
+    od = -np.log10(np.maximum(np.asarray(rgb, np.float64).reshape(-1, 3), 1.0) / 255.0)
+    od = od[np.linalg.norm(od, axis=1) >= min_od]
+    rest = od - np.outer(od @ hematoxylin, hematoxylin)
+    length = np.linalg.norm(rest, axis=1)
+    rest, length = rest[length >= min_rest], length[length >= min_rest]
+    if not length.size:
+        return 0.0
+    eosin = rest @ across(DEFAULT_VECTORS[EOSIN]) > rest @ across(DEFAULT_VECTORS[DAB])
+    return float(length[eosin].sum() / length.sum())
 
 
 # --------------------------------------------------------------------------------------------------- helpers

@@ -29,6 +29,7 @@ TIFF_SUFFIXES = frozenset({".tif", ".tiff", ".svs", ".btf", ".tf8", ".qptiff", "
 OPENSLIDE_SUFFIXES = frozenset({".mrxs", ".ndpi", ".vms", ".vmu", ".svslide", ".dcm"})
 WHITE = 255
 LEVEL_TOLERANCE = 1e-3
+FLUORESCENCE_MEDIAN = 40  # a thumbnail median brightness (max of R, G, B) below this: a fluorescence image
 
 
 class Slide(abc.ABC):
@@ -93,6 +94,26 @@ class Slide(abc.ABC):
     @abc.abstractmethod
     def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         """RGB uint8 pixels of an in-bounds rectangle given in the coordinates of `level`."""
+
+    @property
+    def associated_image_names(self) -> tuple[str, ...]:
+        """Names of the images stored beside the pyramid (label, macro, thumbnail), as the file names them."""
+        return tuple(self._associated())
+
+    def read_associated(self, name: str) -> np.ndarray:
+        """An associated image (see `associated_image_names`) as RGB uint8."""
+        images = self._associated()
+        if name not in images:
+            raise SlideError(f"{self.path}: no associated image {name!r}; it has "
+                             f"{', '.join(images) or 'none'}")
+        image = images[name]
+        if hasattr(image, "convert"):  # PIL: palette, gray and CMYK images become RGBA first
+            image = image.convert("RGBA")
+        return _to_rgb(np.asarray(image))
+
+    def _associated(self) -> Any:
+        """The backend's mapping of associated image names to images (PIL or arrays)."""
+        return {}
 
     def close(self) -> None:
         """Release file handles (the slide must not be used afterwards)."""
@@ -193,6 +214,9 @@ class TiffSlideSlide(Slide):
         array = self._handle().zarr_group[str(level)][y:y + h, x:x + w]
         return _to_rgb(np.asarray(array))
 
+    def _associated(self) -> Any:
+        return self._handle().associated_images
+
     def close(self) -> None:
         with self._lock:
             for handle in self._handles:
@@ -218,6 +242,9 @@ class OpenSlideSlide(Slide):
         rgba = np.asarray(self._slide.read_region(location, level, (w, h)))
         return _to_rgb(rgba)
 
+    def _associated(self) -> Any:
+        return self._slide.associated_images
+
     def close(self) -> None:
         self._slide.close()
 
@@ -234,6 +261,18 @@ def _mpp_from_properties(properties: Any, prefix: str) -> float | None:
         if math.isfinite(value) and value > 0:
             values.append(value)
     return sum(values) / len(values) if values else None
+
+
+def fluorescence_evidence(slide: Slide, max_side: int = 512) -> str | None:
+    """Why `slide` looks like a fluorescence image (a dark background where brightfield glass is white), or None.
+
+    The median brightness of a thumbnail: brightfield slides (H&E, IHC) are mostly white glass or pale tissue
+    (median well above 100 of 255), fluorescence ones mostly black."""
+    thumbnail, _ = slide.thumbnail(max_side)
+    median = float(np.median(thumbnail.max(axis=2)))
+    if median < FLUORESCENCE_MEDIAN:
+        return f"looks like a fluorescence image (dark background: median brightness {median:.0f} of 255)"
+    return None
 
 
 def openslide_available() -> bool:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 TASKS = ("detect", "nuclei", "semantic", "instance")
 PREPROCESSING_MODES = ("rgb", "gray_unsharp")
+MODALITIES = ("brightfield", "fluorescence")
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 MODEL_PATH_ENV = "CELLBRIDGE_MODEL_PATH"
 FORMAT_VERSION = 1
@@ -57,6 +58,7 @@ class ModelSpec:
     weights: str = "weights.pt"
     training: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    modality: str = "brightfield"  # the images it is for: brightfield (H&E, IHC: glass is white) or fluorescence
 
     @property
     def class_names(self) -> list[str]:
@@ -122,6 +124,8 @@ class ModelSpec:
             fail("tile_size", f"must be an integer within [64, 8192], got {self.tile_size!r}")
         if not (isinstance(self.overlap, int) and 0 <= self.overlap < self.tile_size // 2):
             fail("overlap", f"must be an integer within [0, tile_size/2), got {self.overlap!r}")
+        if self.modality not in MODALITIES:
+            fail("modality", f"must be one of {', '.join(MODALITIES)}, got {self.modality!r}")
         if self.format_version > FORMAT_VERSION:
             fail("format_version", f"is {self.format_version}; this cellbridge reads up to {FORMAT_VERSION}")
 

@@ -46,8 +46,9 @@ class TilePostprocess:
             if self.classifier is not None:
                 apply_classifier(objects, self.classifier)
             if self.stain_vectors is not None:
-                from cellbridge.ihc import score_objects
+                from cellbridge.ihc import score_objects, without_he_outputs
 
+                without_he_outputs(objects)
                 score_objects(objects, rgb, (tile.x, tile.y), tile.downsample, self.stain_vectors, self.positivity,
                               self.compartment or "Nucleus", derive=self.derive_classes)
         return tile, objects

@@ -26,9 +26,9 @@ from cellbridge.engines.classify import load_classifier
 from cellbridge.engines.device import AdaptiveBatcher, autocast, available_cores, resolve_device, to_device
 from cellbridge.engines.preprocess import preprocess_image
 from cellbridge.engines.registry import make_engine
-from cellbridge.errors import CellBridgeError
+from cellbridge.errors import CellBridgeError, SlideError
 from cellbridge.io.qupath_geojson import GeoJSONWriter
-from cellbridge.io.slides import Slide
+from cellbridge.io.slides import Slide, fluorescence_evidence
 from cellbridge.merge.seams import SeamMerger
 from cellbridge.models.package import ModelPackage, load_model
 from cellbridge.objects import PathObject
@@ -132,8 +132,10 @@ class Pipeline:
             raise CellBridgeError("a classifier needs measurements; do not turn measuring off")
 
     def plan(self, slide: Slide, roi: BaseGeometry | None = None) -> tuple[TilePlan, float, str]:
-        """Tiles over ROI ∩ tissue at the model's scale."""
+        """Tiles over ROI ∩ tissue at the model's scale. A brightfield model refuses a fluorescence slide."""
         spec = self.package.spec
+        if spec.modality == "brightfield" and (evidence := fluorescence_evidence(slide)):
+            raise SlideError(f"{slide.path}: {evidence}; model {spec.name!r} is for brightfield (H&E, IHC) images")
         downsample, note = model_downsample(slide, self.package, self.options.pixel_size,
                                             self.options.estimate_scale)
         tile_size = self.options.tile_size or spec.tile_size

@@ -23,7 +23,7 @@ GLASS_RGB = np.array([243.0, 242.0, 245.0], np.float32)
 STROMA_RGB = np.array([234.0, 164.0, 200.0], np.float32)
 EDGE_BAND = 0.04          # field units over which tissue fades into glass
 IHC_COUNTERSTAIN = 0.13   # hematoxylin OD of the pale stroma (still found as tissue: saturation ~30 of 255)
-IHC_BACKGROUND_DAB = 0.01  # faint non-specific DAB in the stroma
+CYTOPLASM_REACH = 1.7     # IHC cytoplasm ring: out to this multiple of the nucleus's radii
 
 
 @functools.lru_cache(maxsize=8)
@@ -101,12 +101,25 @@ def _render_ihc(scene: Scene, rgb: np.ndarray, alpha: np.ndarray, grain: np.ndar
         fibres = _window(periodic_texture(scene.config.seed, 7.0, 1.0), x, y, w, h)
         stroma = np.clip(IHC_COUNTERSTAIN + 0.04 * fibres + 0.015 * grain, 0.02, None)
         hematoxylin += stroma * alpha
-        dab += IHC_BACKGROUND_DAB * alpha
+        dab += scene.config.ihc_background_dab * alpha
+        if scene.config.ihc_cytoplasm_dab > 0:
+            _draw_ihc_cytoplasm(scene, dab, x, y, w, h)
         _draw_ihc_nuclei(scene, hematoxylin, dab, x, y, w, h)
     vectors = ihc_vectors(scene.config).astype(np.float32)
     od = hematoxylin[..., None] * vectors[0] + dab[..., None] * vectors[1]
     rgb *= np.power(np.float32(10.0), -od)     # rgb holds the glass colour plus grain
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def _draw_ihc_cytoplasm(scene: Scene, dab: np.ndarray, x: int, y: int, w: int, h: int) -> None:
+    """DAB in a granular ring of cytoplasm around every nucleus (out to `CYTOPLASM_REACH` times its radii),
+    whatever the nucleus's own class; the nuclei are drawn over it afterwards."""
+    level = scene.config.ihc_cytoplasm_dab
+    for n in _nucleus_windows(scene, x, y, w, h, reach=CYTOPLASM_REACH):
+        ring = np.clip((CYTOPLASM_REACH - n.q) * n.minor + 0.5, 0.0, 1.0)
+        amount = level * (1.0 + 0.2 * n.texture(13, 29)) * ring
+        window = dab[n.rows, n.cols]
+        np.maximum(window, amount, out=window)
 
 
 def _draw_ihc_nuclei(scene: Scene, hematoxylin: np.ndarray, dab: np.ndarray, x: int, y: int, w: int, h: int) -> None:
@@ -137,6 +150,7 @@ class _NucleusWindow:
     alpha: np.ndarray
     origin: tuple[int, int]
     chromatin: np.ndarray
+    minor: float  # semi-minor axis (px)
 
     def texture(self, dx: int = 0, dy: int = 0) -> np.ndarray:
         """The shared chromatin texture shifted per nucleus (so neighbours differ but any cut agrees)."""
@@ -144,14 +158,16 @@ class _NucleusWindow:
         return _window(self.chromatin, self.origin[0] + shift + dx, self.origin[1] + shift + dy, *self.q.shape[::-1])
 
 
-def _nucleus_windows(scene: Scene, x: int, y: int, w: int, h: int) -> Iterator[_NucleusWindow]:
-    """Every nucleus meeting the region, with its window (nuclei wholly outside are skipped)."""
+def _nucleus_windows(scene: Scene, x: int, y: int, w: int, h: int, reach: float = 1.0) -> Iterator[_NucleusWindow]:
+    """Every nucleus meeting the region, with its window (nuclei wholly outside are skipped); `reach` > 1
+    widens each window to that multiple of the nucleus's radii (q then runs up to `reach`)."""
     chromatin = periodic_texture(scene.config.seed + 1, 1.0, 1.0)
-    for i in scene.nuclei_in_region(x, y, w, h):
+    for i in scene.nuclei_in_region(x, y, w, h, reach):
         cx, cy = scene.centres[i]
         a, b = scene.axes[i]
-        x0, x1 = max(math.floor(cx - a - 1), x), min(math.ceil(cx + a + 1), x + w)
-        y0, y1 = max(math.floor(cy - a - 1), y), min(math.ceil(cy + a + 1), y + h)
+        r = a * reach
+        x0, x1 = max(math.floor(cx - r - 1), x), min(math.ceil(cx + r + 1), x + w)
+        y0, y1 = max(math.floor(cy - r - 1), y), min(math.ceil(cy + r + 1), y + h)
         if x0 >= x1 or y0 >= y1:
             continue
         px = np.arange(x0, x1, dtype=np.float32) + 0.5 - cx
@@ -161,4 +177,4 @@ def _nucleus_windows(scene: Scene, x: int, y: int, w: int, h: int) -> Iterator[_
         q = np.sqrt((u / a) ** 2 + (v / b) ** 2)
         alpha = np.clip((1.0 - q) * b + 0.5, 0.0, 1.0)
         yield _NucleusWindow(int(i), scene.config.classes[int(scene.labels[i])], slice(y0 - y, y1 - y),
-                             slice(x0 - x, x1 - x), q, alpha, (x0, y0), chromatin)
+                             slice(x0 - x, x1 - x), q, alpha, (x0, y0), chromatin, float(b))

@@ -70,6 +70,8 @@ class SynthConfig:
     stain: str = "he"                 # "he" (H&E) or "ihc-dab" (hematoxylin counterstain + DAB)
     ihc_fractions: tuple[float, float, float, float] = (0.6, 0.15, 0.15, 0.1)  # Negative, 1+, 2+, 3+
     ihc_vectors: tuple[Vector3, Vector3] = (IHC_HEMATOXYLIN, IHC_DAB)        # hematoxylin, DAB OD vectors
+    ihc_cytoplasm_dab: float = 0.0    # DAB OD of the cytoplasm around every nucleus (nuclei keep their own class)
+    ihc_background_dab: float = 0.01  # DAB OD of the stroma (non-specific background)
 
     def __post_init__(self) -> None:
         if self.width < 64 or self.height < 64:
@@ -84,6 +86,11 @@ class SynthConfig:
         if fractions.shape != (4,) or not np.all(np.isfinite(fractions)) or fractions.min() < 0 or fractions.sum() <= 0:
             raise ValueError("IHC fractions must be 4 non-negative numbers (Negative, 1+, 2+, 3+) with a positive "
                              f"sum, got {self.ihc_fractions}")
+        for name in ("ihc_cytoplasm_dab", "ihc_background_dab"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 2.0):
+                raise ValueError(f"{name.removeprefix('ihc_').replace('_', ' ')} must be an OD within [0, 2], "
+                                 f"got {value}")
         vectors = np.asarray(self.ihc_vectors, float)
         if vectors.shape != (2, 3) or not np.all(np.isfinite(vectors)) or vectors.min() < 0:
             raise ValueError(f"IHC stain vectors must be two non-negative RGB OD triples, got {self.ihc_vectors}")
@@ -143,8 +150,9 @@ class Scene:
         """The nucleus class (shape and size) of nucleus `i`, e.g. "Tumor", whatever the stain."""
         return self.config.classes[int(self.labels[i])].name
 
-    def nuclei_in_region(self, x: float, y: float, w: float, h: float) -> np.ndarray:
-        """Indices of nuclei whose bounding circle meets the level-0 rectangle, ascending."""
+    def nuclei_in_region(self, x: float, y: float, w: float, h: float, reach: float = 1.0) -> np.ndarray:
+        """Indices of nuclei whose bounding circle (radius scaled by `reach`, e.g. to include a cytoplasm ring)
+        meets the level-0 rectangle, ascending."""
         found: set[int] = set()
         for bx in range(int(x // INDEX_CELL) - 1, int((x + w) // INDEX_CELL) + 1):
             for by in range(int(y // INDEX_CELL) - 1, int((y + h) // INDEX_CELL) + 1):
@@ -153,7 +161,9 @@ class Scene:
             return np.empty(0, dtype=np.int64)
         idx = np.fromiter(sorted(found), dtype=np.int64)
         cx, cy = self.centres[idx, 0], self.centres[idx, 1]
-        r = self.axes[idx, 0] + 1.0
+        r = self.axes[idx, 0] * reach + 1.0
+        if r.max() >= INDEX_CELL:
+            raise ValueError(f"nuclei reaching {r.max():.0f} px do not fit the {INDEX_CELL} px index cells")
         hit = (cx + r > x) & (cx - r < x + w) & (cy + r > y) & (cy - r < y + h)
         return idx[hit]
 
