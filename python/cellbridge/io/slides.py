@@ -175,6 +175,8 @@ class TiffSlideSlide(Slide):
         self._handles: list[Any] = []
         self._lock = threading.Lock()
         handle = self._handle()
+        self._levels = _level_pages(handle)
+        _check_complete(path, self._levels)
         mpp = _mpp_from_properties(handle.properties, "tiffslide")
         downsamples = tuple(float(d) for d in handle.level_downsamples)
         super().__init__(path, tuple(tuple(int(v) for v in d) for d in handle.level_dimensions),
@@ -190,8 +192,25 @@ class TiffSlideSlide(Slide):
         return handle
 
     def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        array = self._handle().zarr_group[str(level)][y:y + h, x:x + w]
+        pixels = self._handle().zarr_group[str(level)]
+        try:
+            array = pixels[y:y + h, x:x + w]
+        except Exception as error:  # codecs raise their own types (Jpeg8Error, DeflateError, TiffFileError, …)
+            raise self._decode_error(level, x, y, w, h, error) from error
         return _to_rgb(np.asarray(array))
+
+    def _decode_error(self, level: int, x: int, y: int, w: int, h: int, error: Exception) -> SlideError:
+        """A SlideError naming the first tile (or strip) of the rectangle that fails to decode."""
+        pixels = self._handle().zarr_group[str(level)]
+        page = self._levels[level] if level < len(self._levels) else None
+        for sx, sy, sw, sh, name in _segments_in(page, x, y, w, h):
+            try:
+                pixels[sy:sy + sh, sx:sx + sw]
+            except Exception as tile_error:
+                return SlideError(f"{self.path}: level {level} {name} cannot be decoded (corrupt or cut short: "
+                                  f"{_first_line(tile_error)})")
+        return SlideError(f"{self.path}: level {level} pixels x={x}, y={y}, {w}x{h} cannot be decoded (corrupt or "
+                          f"cut short: {_first_line(error)})")
 
     def close(self) -> None:
         with self._lock:
@@ -222,6 +241,63 @@ class OpenSlideSlide(Slide):
         self._slide.close()
 
 
+def _level_pages(handle: Any) -> list[Any]:
+    """The first TIFF page of each pyramid level tiffslide reads (empty when it has no tifffile behind it)."""
+    try:
+        return [level.keyframe for level in handle.ts_tifffile.series[0].levels]
+    except Exception:  # not a plain TIFF (e.g. kerchunk-backed): nothing to check
+        return []
+
+
+def _segment_name(page: Any, index: int) -> str:
+    """'tile (column c, row r) at x=…, y=…' or 'strip i (rows a–b)' for segment `index` of a page."""
+    if page.is_tiled:
+        across = math.ceil(page.imagewidth / page.tilewidth)
+        per_plane = across * math.ceil(page.imagelength / page.tilelength)
+        column, row = index % per_plane % across, index % per_plane // across
+        return f"tile (column {column}, row {row}) at x={column * page.tilewidth}, y={row * page.tilelength}"
+    rows = page.rowsperstrip or page.imagelength
+    strips = math.ceil(page.imagelength / rows)
+    first = index % strips * rows
+    return f"strip {index} (rows {first}–{min(first + rows, page.imagelength) - 1})"
+
+
+def _check_complete(path: Path, pages: list[Any]) -> None:
+    """Refuse a TIFF cut short: every tile or strip of every level must lie inside the file (undecoded tiles
+    must not become blank image that a model then reads as tissue)."""
+    if not pages:
+        return
+    size = pages[0].parent.filehandle.size
+    for level, page in enumerate(pages):
+        for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts)):
+            if count > 0 and offset + count > size:
+                raise SlideError(f"{path}: the file is cut short: level {level} {_segment_name(page, index)} ends "
+                                 f"at byte {offset + count} but the file has {size} bytes")
+
+
+def _segments_in(page: Any, x: int, y: int, w: int, h: int) -> list[tuple[int, int, int, int, str]]:
+    """(x, y, width, height, name) of each tile or strip of `page` that meets the rectangle, clipped to it."""
+    if page is None:
+        return []
+    if page.is_tiled:
+        step_x, step_y = page.tilewidth, page.tilelength
+    else:
+        step_x, step_y = page.imagewidth, page.rowsperstrip or page.imagelength
+    across = math.ceil(page.imagewidth / step_x)
+    found = []
+    for row in range(y // step_y, (y + h - 1) // step_y + 1):
+        for column in range(x // step_x, (x + w - 1) // step_x + 1):
+            x0, y0 = max(x, column * step_x), max(y, row * step_y)
+            x1, y1 = min(x + w, (column + 1) * step_x), min(y + h, (row + 1) * step_y)
+            found.append((x0, y0, x1 - x0, y1 - y0, _segment_name(page, row * across + column)))
+    return found
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def _mpp_from_properties(properties: Any, prefix: str) -> float | None:
     """Pixel size in µm from tiffslide/openslide properties (mean of x and y), or None when unknown."""
     values = []
@@ -249,6 +325,9 @@ def openslide_available() -> bool:
 
 def _read_plain_image(path: Path) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)  # handles non-ASCII paths, unlike cv2.imread
+    if data[:2].tobytes() == b"\xff\xd8" and not _jpeg_complete(data):
+        raise SlideError(f"{path}: the JPEG is cut short (no end-of-image marker); OpenCV would fill the missing "
+                         "part with grey")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise SlideError(f"{path}: OpenCV cannot decode this image (corrupt or not an image)")
@@ -256,6 +335,12 @@ def _read_plain_image(path: Path) -> np.ndarray:
         code = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
         image = cv2.cvtColor(image, code)
     return image
+
+
+def _jpeg_complete(data: np.ndarray) -> bool:
+    """True when a JPEG byte stream ends with its end-of-image marker (trailing padding allowed)."""
+    tail = data[-4096:].tobytes().rstrip(b"\x00\n\r\t ")
+    return tail.endswith(b"\xff\xd9")
 
 
 def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
@@ -298,6 +383,8 @@ def _open_by_format(path: Path) -> Slide:
     for name, opener in openers:
         try:
             return opener(path)
+        except SlideError:  # the backend read the format and found the file broken: no other reader may guess
+            raise
         except Exception as error:  # each backend raises its own types; all become one SlideError
             errors.append(f"{name}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
     problem = "unreadable" if suffix in TIFF_SUFFIXES | OPENSLIDE_SUFFIXES else "unsupported or unreadable format"
