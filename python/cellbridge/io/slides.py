@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cellbridge.errors import SlideError
+from cellbridge.errors import CorruptSlideError, SlideError
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class TiffSlideSlide(Slide):
             raise self._decode_error(level, x, y, w, h, error) from error
         return _to_rgb(np.asarray(array))
 
-    def _decode_error(self, level: int, x: int, y: int, w: int, h: int, error: Exception) -> SlideError:
+    def _decode_error(self, level: int, x: int, y: int, w: int, h: int, error: Exception) -> CorruptSlideError:
         """A SlideError naming the first tile (or strip) of the rectangle that fails to decode."""
         pixels = self._handle().zarr_group[str(level)]
         page = self._levels[level] if level < len(self._levels) else None
@@ -207,9 +207,9 @@ class TiffSlideSlide(Slide):
             try:
                 pixels[sy:sy + sh, sx:sx + sw]
             except Exception as tile_error:
-                return SlideError(f"{self.path}: level {level} {name} cannot be decoded (corrupt or cut short: "
+                return CorruptSlideError(f"{self.path}: level {level} {name} cannot be decoded (corrupt or cut short: "
                                   f"{_first_line(tile_error)})")
-        return SlideError(f"{self.path}: level {level} pixels x={x}, y={y}, {w}x{h} cannot be decoded (corrupt or "
+        return CorruptSlideError(f"{self.path}: level {level} pixels x={x}, y={y}, {w}x{h} cannot be decoded (corrupt or "
                           f"cut short: {_first_line(error)})")
 
     def close(self) -> None:
@@ -271,7 +271,7 @@ def _check_complete(path: Path, pages: list[Any]) -> None:
     for level, page in enumerate(pages):
         for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts)):
             if count > 0 and offset + count > size:
-                raise SlideError(f"{path}: the file is cut short: level {level} {_segment_name(page, index)} ends "
+                raise CorruptSlideError(f"{path}: the file is cut short: level {level} {_segment_name(page, index)} ends "
                                  f"at byte {offset + count} but the file has {size} bytes")
 
 
@@ -325,9 +325,6 @@ def openslide_available() -> bool:
 
 def _read_plain_image(path: Path) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)  # handles non-ASCII paths, unlike cv2.imread
-    if data[:2].tobytes() == b"\xff\xd8" and not _jpeg_complete(data):
-        raise SlideError(f"{path}: the JPEG is cut short (no end-of-image marker); OpenCV would fill the missing "
-                         "part with grey")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise SlideError(f"{path}: OpenCV cannot decode this image (corrupt or not an image)")
@@ -335,12 +332,6 @@ def _read_plain_image(path: Path) -> np.ndarray:
         code = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
         image = cv2.cvtColor(image, code)
     return image
-
-
-def _jpeg_complete(data: np.ndarray) -> bool:
-    """True when a JPEG byte stream ends with its end-of-image marker (trailing padding allowed)."""
-    tail = data[-4096:].tobytes().rstrip(b"\x00\n\r\t ")
-    return tail.endswith(b"\xff\xd9")
 
 
 def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
@@ -383,7 +374,7 @@ def _open_by_format(path: Path) -> Slide:
     for name, opener in openers:
         try:
             return opener(path)
-        except SlideError:  # the backend read the format and found the file broken: no other reader may guess
+        except CorruptSlideError:  # the backend knows the format and found the file broken: no other may guess
             raise
         except Exception as error:  # each backend raises its own types; all become one SlideError
             errors.append(f"{name}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
