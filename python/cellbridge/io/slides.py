@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import math
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -325,7 +326,10 @@ def openslide_available() -> bool:
 
 def _read_plain_image(path: Path) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)  # handles non-ASCII paths, unlike cv2.imread
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:
+        raise SlideError(f"{path}: OpenCV cannot decode this image ({opencv_reason(error)})") from None
     if image is None:
         raise SlideError(f"{path}: OpenCV cannot decode this image (corrupt or not an image)")
     if image.ndim == 3:
@@ -340,10 +344,16 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
     Raises `SlideError` naming the file and the reason when it is missing, unreadable or unsupported.
     """
     path = Path(path)
-    if not path.exists():
-        raise SlideError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SlideError(f"{path}: no such file") from None
+    except OSError as error:  # a name too long, a loop of links, …
+        raise SlideError(f"{_shortened(str(path))}: cannot be used ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
         raise SlideError(f"{path}: is a folder, not a slide or image file")
+    if not stat.S_ISREG(mode):  # a named pipe or device would block or never end
+        raise SlideError(f"{path}: is not a regular file (a pipe, socket or device cannot be read as a slide)")
     if not os.access(path, os.R_OK):
         raise SlideError(f"{path}: permission denied")
     if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
@@ -352,6 +362,20 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
     if mpp is not None:
         slide.mpp = float(mpp)
     return slide
+
+
+def opencv_reason(error: Exception) -> str:
+    """What an OpenCV error means, without its source location."""
+    text = str(error)
+    if "CV_IO_MAX_IMAGE_PIXELS" in text:
+        return ("more pixels than OpenCV decodes in one image (CV_IO_MAX_IMAGE_PIXELS, "
+                f"{int(os.environ.get('CV_IO_MAX_IMAGE_PIXELS', 1 << 30)):,})")
+    lines = [line.split(") ", 1)[-1].strip() for line in text.splitlines() if "error:" in line]
+    return (lines[0] if lines else text.strip().splitlines()[0] if text.strip() else type(error).__name__)[:300]
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def _open_plain_image(path: Path) -> Slide:
