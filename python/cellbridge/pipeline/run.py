@@ -222,6 +222,10 @@ class Pipeline:
                     if on_progress:
                         on_progress(done, len(tiles))
             while pending_posts:
+                if cancelled():
+                    for future in pending_posts:
+                        future.cancel()
+                    raise Cancelled("run cancelled")
                 tile, objects = pending_posts.popleft().result()
                 yield from merger.add(tile, objects)
                 done += 1
