@@ -30,6 +30,7 @@ TIFF_SUFFIXES = frozenset({".tif", ".tiff", ".svs", ".btf", ".tf8", ".qptiff", "
 OPENSLIDE_SUFFIXES = frozenset({".mrxs", ".ndpi", ".vms", ".vmu", ".svslide", ".dcm"})
 WHITE = 255
 LEVEL_TOLERANCE = 1e-3
+STRIP_PIXELS = 1 << 24  # level pixels read at once when a large area is shrunk (48 MiB of RGB)
 
 
 class Slide(abc.ABC):
@@ -71,7 +72,6 @@ class Slide(abc.ABC):
         out_w, out_h = max(1, round(w / downsample)), max(1, round(h / downsample))
         level = self.best_level(downsample)
         level_downsample = self.level_downsamples[level]
-        level_w, level_h = self.level_dimensions[level]
         scale = downsample / level_downsample  # level pixels per output pixel
         left, top = x / level_downsample, y / level_downsample
         # upsampling interpolates the outermost output pixels with the level pixels just outside the region
@@ -79,11 +79,36 @@ class Slide(abc.ABC):
         x0, y0 = math.floor(left + 1e-6) - margin, math.floor(top + 1e-6) - margin
         x1 = math.ceil(left + out_w * scale - 1e-6) + margin
         y1 = math.ceil(top + out_h * scale - 1e-6) + margin
+        whole_blocks = abs(scale - round(scale)) < LEVEL_TOLERANCE and left == x0 and top == y0
+        factor = round(scale) if whole_blocks else math.floor(scale)  # as `_resample` would pre-shrink
+        if factor >= 2 and (y1 - y0) * (x1 - x0) > STRIP_PIXELS:
+            # a large area shrunk (a thumbnail of a single-level TIFF): read and shrink it in strips, so the
+            # full-resolution area is never held at once; the result is the same as in one piece
+            shrunk = self._read_shrunk(level, x0, y0, x1, y1, factor, fill)
+            return _resample(shrunk, (left - x0) / factor, (top - y0) / factor, scale / factor, out_w, out_h)
+        return _resample(self._canvas(level, x0, y0, x1, y1, fill), left - x0, top - y0, scale, out_w, out_h)
+
+    def _canvas(self, level: int, x0: int, y0: int, x1: int, y1: int, fill: int) -> np.ndarray:
+        """Pixels of the level rectangle [x0, x1) × [y0, y1), `fill` outside the level."""
+        level_w, level_h = self.level_dimensions[level]
         canvas = np.full((y1 - y0, x1 - x0, 3), fill, dtype=np.uint8)
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, level_w), min(y1, level_h)
         if cx1 > cx0 and cy1 > cy0:
             canvas[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = self._read_level(level, cx0, cy0, cx1 - cx0, cy1 - cy0)
-        return _resample(canvas, left - x0, top - y0, scale, out_w, out_h)
+        return canvas
+
+    def _read_shrunk(self, level: int, x0: int, y0: int, x1: int, y1: int, factor: int, fill: int) -> np.ndarray:
+        """The level rectangle averaged over `factor` × `factor` blocks (edges replicated to whole blocks), read in
+        strips of about `STRIP_PIXELS` level pixels."""
+        rows = max(factor, STRIP_PIXELS // (x1 - x0) // factor * factor)
+        parts = []
+        for top in range(y0, y1, rows):
+            strip = self._canvas(level, x0, top, x1, min(top + rows, y1), fill)
+            strip = cv2.copyMakeBorder(strip, 0, -strip.shape[0] % factor, 0, -strip.shape[1] % factor,
+                                       cv2.BORDER_REPLICATE)
+            parts.append(cv2.resize(strip, (strip.shape[1] // factor, strip.shape[0] // factor),
+                                    interpolation=cv2.INTER_AREA))
+        return np.concatenate(parts)
 
     def thumbnail(self, max_side: int = 2048) -> tuple[np.ndarray, float]:
         """The whole slide at a downsample that fits `max_side`; returns (RGB image, downsample)."""
