@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import tifffile
-
 from cellbridge.batch import BatchOptions, run_batch
 from cellbridge.batch.counts import CountsTableError
 from cellbridge.cli.main import main
@@ -70,8 +69,8 @@ def test_two_batches_into_one_folder_keep_every_row(images: dict[str, Path], tmp
 
 
 @pytest.mark.parametrize("content, problem", [
-    ("project,image,image_id,status,objects,model,signature,seconds,error,Nucleus\n"
-     "slides,a.tif,,done,3,classical,abc,1.0,,three\n", "line 2: column 'Nucleus' must be a whole number"),
+    (("project,image,image_id,status,objects,model,signature,seconds,error,Nucleus\n"
+      "slides,a.tif,,done,3,classical,abc,1.0,,three\n"), "line 2: column 'Nucleus' must be a whole number"),
     ("name,count\na,1\n", "not a counts table"),
     (bytes(range(256)) * 4, "binary"),
 ])

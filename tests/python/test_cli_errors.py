@@ -8,10 +8,8 @@ import re
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import tifffile
-
 from cellbridge.cli.main import main
 from cellbridge.synth import SynthConfig, build_scene, render_region
 

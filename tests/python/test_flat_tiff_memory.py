@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from cellbridge.io import slides
 from cellbridge.io.slides import ArraySlide, open_slide
 from cellbridge.tiling import detect_tissue

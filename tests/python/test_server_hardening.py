@@ -18,11 +18,10 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from py4j.protocol import escape_new_line, unescape_new_line
-
 from cellbridge.server.service import CellBridgeService
 from cellbridge.server.transport import AUTH_LINE_BYTES, AUTH_SECONDS, INTERFACE_METHODS, entry_point
 from cellbridge.synth import SynthConfig, build_scene, render_region
+from py4j.protocol import escape_new_line, unescape_new_line
 
 MODEL = "classical"
 
@@ -102,7 +101,7 @@ def test_each_hostile_request_gets_one_clear_error(service: CellBridgeService, t
 
 
 def tile_request(rgb: np.ndarray) -> str:
-    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    _, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     height, width = rgb.shape[:2]
     return request(image={"width": width, "height": height, "pixelSize": 0.5},
                    tiles=[{"x": 0, "y": 0, "width": width, "height": height,
@@ -117,7 +116,7 @@ def test_a_finished_job_holds_no_pixels_and_releases_its_results_once_read(servi
     job = service.jobs[job_id]
     assert job.slide is None and job.request.tiles == []  # the decoded tiles and the mosaic are gone
     chunks = 0
-    while (chunk := reply(service.resultChunk(job_id, chunks))["value"]) is not None:
+    while reply(service.resultChunk(job_id, chunks))["value"] is not None:
         chunks += 1
     assert chunks == status["chunks"] >= 1
     assert job.chunks == []  # read past the end: released, as docs/protocol.md says

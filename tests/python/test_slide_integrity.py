@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-
 from cellbridge.errors import CorruptSlideError
 from cellbridge.io.slides import open_slide
 from cellbridge.synth import SynthConfig, build_scene, render_region

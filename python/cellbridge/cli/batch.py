@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlap", type=non_negative_int, help="tile overlap in model pixels (default: the model's)")
     parser.add_argument("--cell-expansion", type=non_negative_float, default=0.0,
                         help="grow cells this many µm around nuclei (nuclei models; default 0: nuclei only)")
-    parser.add_argument("--threshold", type=non_negative_float, help="score threshold (detector) / peak threshold (nuclei)")
+    parser.add_argument("--threshold", type=non_negative_float,
+                        help="score threshold (detector) / peak threshold (nuclei)")
     parser.add_argument("--pixel-size", type=positive_float, help="µm per pixel for images whose files do not say")
     parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue")
     resume = parser.add_mutually_exclusive_group()
@@ -50,10 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="how to read projects: paquo when it finds QuPath (auto, default), or the JSON")
     parser.add_argument("--scheduler", help="run each image as a Dask task: 'local' (a cluster on this machine) "
                         "or a scheduler address such as tcp://HOST:8786 (default: one image after another here)")
-    parser.add_argument("--workers", type=positive_int, help="worker processes of --scheduler local (default: one per GPU, "
-                        "else one per two cores, at most 4)")
-    parser.add_argument("--threads", type=positive_int, help="torch threads per image (default: the host's cores shared "
-                        "among its workers; all cores without --scheduler)")
+    parser.add_argument("--workers", type=positive_int, help="worker processes of --scheduler local (default: one "
+                        "per GPU, else one per two cores, at most 4)")
+    parser.add_argument("--threads", type=positive_int, help="torch threads per image (default: the host's cores "
+                        "shared among its workers; all cores without --scheduler)")
     parser.add_argument("--write-to-project", action="store_true",
                         help="also put each image's objects into its QuPath project (replacing those of an earlier "
                         "CellBridge write; annotations and other objects stay); needs paquo "

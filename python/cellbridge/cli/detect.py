@@ -27,7 +27,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue")
     parser.add_argument("--overlay", help="also write a PNG of the objects over a downsampled view (with "
                         "--out-dir: a folder for <stem>.png)")
-    parser.add_argument("--threshold", type=non_negative_float, help="score threshold (detector) / peak threshold (nuclei)")
+    parser.add_argument("--threshold", type=non_negative_float,
+                        help="score threshold (detector) / peak threshold (nuclei)")
     parser.add_argument("--classifier", help="classify objects after measuring: a reference-colour JSON "
                         "({\"classes\": {\"Positive\": [r,g,b], ...}}) or a classifier saved by CellBridge")
 

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("annotations", help="QuPath GeoJSON with classified objects (points, polygons, boxes)")
     parser.add_argument("out_dir", help="output folder (images/ and annotations.json)")
     parser.add_argument("--tile", type=positive_int, default=1024, help="tile size in output pixels (default 1024)")
-    parser.add_argument("--overlap", type=non_negative_int, default=128, help="overlap between tiles in pixels (default 128)")
+    parser.add_argument("--overlap", type=non_negative_int, default=128,
+                        help="overlap between tiles in pixels (default 128)")
     parser.add_argument("--downsample", default="1",
                         help="downsample(s) to export, comma-separated for several pyramid levels (default 1)")
     parser.add_argument("--point-box", default="24",
@@ -36,13 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and print a JSON summary."""
-    from cellbridge.datasets.tile_export import export_coco_tiles, parse_point_box
-    from cellbridge.io.qupath_geojson import read_objects
-    from cellbridge.io.slides import open_slide
-
     from pathlib import Path
 
+    from cellbridge.datasets.tile_export import export_coco_tiles, parse_point_box
     from cellbridge.errors import CellBridgeError
+    from cellbridge.io.qupath_geojson import read_objects
+    from cellbridge.io.slides import open_slide
 
     if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
         raise CellBridgeError(f"{args.out_dir}: is a file; export-coco writes a folder (images/ and annotations.json)")

@@ -29,14 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlay", help="also write a PNG of the objects over a downsampled view (with "
                         "--out-dir: a folder for <stem>.png)")
     parser.add_argument("--roi", help="QuPath GeoJSON whose annotation polygons limit the region")
-    parser.add_argument("--min-area", type=non_negative_float, help="drop regions/objects smaller than this many model pixels² "
-                        "(default: the model's)")
+    parser.add_argument("--min-area", type=non_negative_float, help="drop regions/objects smaller than this many "
+                        "model pixels² (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
     parser.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass; halves itself on "
                         "out-of-memory (default 4)")
     parser.add_argument("--tile", type=positive_int, help="tile size in model pixels (default: the model's)")
     parser.add_argument("--overlap", type=non_negative_int, help="tile overlap in model pixels (default: the model's)")
-    parser.add_argument("--pixel-size", type=positive_float, help="µm per pixel of the input when the file does not say")
+    parser.add_argument("--pixel-size", type=positive_float,
+                        help="µm per pixel of the input when the file does not say")
     parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue (e.g. "
                         "pale blood smears)")
     parser.set_defaults(func=run)
@@ -45,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the model once, run every input, print one JSON summary per input (with the area per class)."""
     from cellbridge.cli.detect import _outputs
-    from cellbridge.cli.outputs import run_each
     from cellbridge.cli.options import load_roi
+    from cellbridge.cli.outputs import run_each
     from cellbridge.engines.measure import shape_name
     from cellbridge.errors import CellBridgeError
     from cellbridge.io.slides import open_slide

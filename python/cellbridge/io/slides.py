@@ -86,9 +86,9 @@ class Slide(abc.ABC):
             # full-resolution area is never held at once; the result is the same as in one piece
             shrunk = self._read_shrunk(level, x0, y0, x1, y1, factor, fill)
             return _resample(shrunk, (left - x0) / factor, (top - y0) / factor, scale / factor, out_w, out_h)
-        return _resample(self._canvas(level, x0, y0, x1, y1, fill), left - x0, top - y0, scale, out_w, out_h)
+        return _resample(self._level_area(level, x0, y0, x1, y1, fill), left - x0, top - y0, scale, out_w, out_h)
 
-    def _canvas(self, level: int, x0: int, y0: int, x1: int, y1: int, fill: int) -> np.ndarray:
+    def _level_area(self, level: int, x0: int, y0: int, x1: int, y1: int, fill: int) -> np.ndarray:
         """Pixels of the level rectangle [x0, x1) × [y0, y1), `fill` outside the level."""
         level_w, level_h = self.level_dimensions[level]
         canvas = np.full((y1 - y0, x1 - x0, 3), fill, dtype=np.uint8)
@@ -103,7 +103,7 @@ class Slide(abc.ABC):
         rows = max(factor, STRIP_PIXELS // (x1 - x0) // factor * factor)
         parts = []
         for top in range(y0, y1, rows):
-            strip = self._canvas(level, x0, top, x1, min(top + rows, y1), fill)
+            strip = self._level_area(level, x0, top, x1, min(top + rows, y1), fill)
             strip = cv2.copyMakeBorder(strip, 0, -strip.shape[0] % factor, 0, -strip.shape[1] % factor,
                                        cv2.BORDER_REPLICATE)
             parts.append(cv2.resize(strip, (strip.shape[1] // factor, strip.shape[0] // factor),
@@ -233,10 +233,10 @@ class TiffSlideSlide(Slide):
             try:
                 pixels[sy:sy + sh, sx:sx + sw]
             except Exception as tile_error:
-                return CorruptSlideError(f"{self.path}: level {level} {name} cannot be decoded (corrupt or cut short: "
-                                  f"{_first_line(tile_error)})")
-        return CorruptSlideError(f"{self.path}: level {level} pixels x={x}, y={y}, {w}x{h} cannot be decoded (corrupt or "
-                          f"cut short: {_first_line(error)})")
+                return CorruptSlideError(f"{self.path}: level {level} {name} cannot be decoded (corrupt or cut "
+                                         f"short: {_first_line(tile_error)})")
+        return CorruptSlideError(f"{self.path}: level {level} pixels x={x}, y={y}, {w}x{h} cannot be decoded "
+                                 f"(corrupt or cut short: {_first_line(error)})")
 
     def close(self) -> None:
         with self._lock:
@@ -297,8 +297,9 @@ def _check_complete(path: Path, pages: list[Any]) -> None:
     for level, page in enumerate(pages):
         for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts)):
             if count > 0 and offset + count > size:
-                raise CorruptSlideError(f"{path}: the file is cut short: level {level} {_segment_name(page, index)} ends "
-                                 f"at byte {offset + count} but the file has {size} bytes")
+                raise CorruptSlideError(f"{path}: the file is cut short: level {level} "
+                                        f"{_segment_name(page, index)} ends at byte {offset + count} but the file "
+                                        f"has {size} bytes")
 
 
 def _segments_in(page: Any, x: int, y: int, w: int, h: int) -> list[tuple[int, int, int, int, str]]:
@@ -394,7 +395,7 @@ def opencv_reason(error: Exception) -> str:
     text = str(error)
     if "CV_IO_MAX_IMAGE_PIXELS" in text:
         return ("more pixels than OpenCV decodes in one image (CV_IO_MAX_IMAGE_PIXELS, "
-                f"{int(os.environ.get('CV_IO_MAX_IMAGE_PIXELS', 1 << 30)):,})")
+                f"{int(os.environ.get('CV_IO_MAX_IMAGE_PIXELS', str(1 << 30))):,})")
     lines = [line.split(") ", 1)[-1].strip() for line in text.splitlines() if "error:" in line]
     return (lines[0] if lines else text.strip().splitlines()[0] if text.strip() else type(error).__name__)[:300]
 

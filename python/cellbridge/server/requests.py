@@ -17,7 +17,7 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from cellbridge.errors import CellBridgeError
-from cellbridge.io.slides import Slide, opencv_reason, open_slide
+from cellbridge.io.slides import Slide, open_slide, opencv_reason
 
 PROTOCOL_VERSION = 1
 TASKS = ("nuclei", "detect")
