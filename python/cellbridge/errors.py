@@ -17,3 +17,7 @@ class GeoJSONError(CellBridgeError):
 
 class DatasetError(CellBridgeError):
     """A training or evaluation dataset (COCO, Pascal VOC, tiles) is malformed."""
+
+
+class CorruptSlideError(SlideError):
+    """A slide whose format was recognised but whose content is cut short or fails to decode."""

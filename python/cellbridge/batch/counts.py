@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellbridge.errors import CellBridgeError
 from cellbridge.io.atomic import atomic_write
 
 FIXED_COLUMNS = ("project", "image", "image_id", "status", "objects", "model", "signature", "seconds", "error")
@@ -90,17 +91,54 @@ class CountsTable:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> CountsTable:
-        """Read a table written by `write` (or by the QuPath scripts); a missing file gives an empty table."""
+        """Read a table written by `write` (or by the QuPath scripts); a missing file gives an empty table.
+
+        A file that is not such a table (other columns, a count that is not a whole number, binary data) raises
+        `CountsTableError` naming the line and column, instead of being overwritten or half understood."""
         path = Path(path)
         if not path.is_file():
             return cls()
         rows = []
-        with path.open(newline="", encoding="utf-8") as handle:
-            for record in csv.DictReader(handle):
-                classes = {k: int(v) for k, v in record.items()
-                           if k not in FIXED_COLUMNS and k is not None and v not in (None, "")}
-                seconds = record.get("seconds") or ""
-                rows.append(CountsRow(record.get("project", ""), record.get("image", ""), record.get("image_id", ""),
-                                      record.get("status", ""), record.get("model", ""), record.get("signature", ""),
-                                      float(seconds) if seconds else None, record.get("error", ""), classes))
+        try:
+            with path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                missing = [c for c in FIXED_COLUMNS if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise CountsTableError(f"{path}: not a counts table (no column {', '.join(missing)}); move it "
+                                           "away or choose another --csv name")
+                for record in reader:
+                    rows.append(_row_of(record, f"{path}: line {reader.line_num}"))
+        except UnicodeDecodeError:
+            raise CountsTableError(f"{path}: not a counts table (binary, not UTF-8 text)") from None
+        except csv.Error as error:
+            raise CountsTableError(f"{path}: not a readable CSV ({error})") from None
         return cls(rows)
+
+
+class CountsTableError(CellBridgeError):
+    """A counts table that cannot be read as one."""
+
+
+def _row_of(record: dict, where: str) -> CountsRow:
+    if None in record:  # more cells than columns
+        raise CountsTableError(f"{where}: more cells than the header has columns")
+    classes = {}
+    for name, value in record.items():
+        if name in FIXED_COLUMNS or value in (None, ""):
+            continue
+        try:
+            count = int(value)
+        except ValueError:
+            count = -1
+        if count < 0:
+            raise CountsTableError(f"{where}: column {name!r} must be a whole number of objects, got {value!r} "
+                                   "(fix the line, or delete it to run that image again)")
+        classes[name] = count
+    seconds = record.get("seconds") or ""
+    try:
+        duration = float(seconds) if seconds else None
+    except ValueError:
+        raise CountsTableError(f"{where}: column 'seconds' must be a number, got {seconds!r}") from None
+    return CountsRow(record.get("project") or "", record.get("image") or "", record.get("image_id") or "",
+                     record.get("status") or "", record.get("model") or "", record.get("signature") or "",
+                     duration, record.get("error") or "", classes)

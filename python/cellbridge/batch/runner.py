@@ -31,7 +31,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -157,7 +157,8 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
     signature = signature_of(parameters)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / options.csv_name
-    table = CountsTable.read(csv_path)
+    table = SharedCountsTable(csv_path)
+    table.check()  # a hand-edited or foreign table is refused before any work
     runner = ImageRunner(options, parameters, signature)
     plan = read_inputs(inputs, options.reader)
     writer = _project_writer(options, plan, signature)
@@ -180,6 +181,7 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
             else:
                 outcomes[len(keys)] = before
             keys.append((label, image.entry_id or image.name))
+    _check_unique_outputs(to_run.values())
 
     bar = tqdm(total=len(keys), desc="images", unit="image", disable=not options.progress)
 
@@ -187,14 +189,13 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
         if writer is not None and outcome.status != "failed" and outcome.output is not None:
             _write_into_project(writer, images[index], outcome)
         outcomes[index] = outcome
-        table.put(_row(outcome, options.model, signature))
-        table.write(csv_path)  # after every image: an interrupted batch keeps its table
+        table.put([_row(outcome, options.model, signature)])  # after every image: an interrupted batch keeps it
         bar.set_postfix_str(f"{outcome.project}: {outcome.image}", refresh=False)
         bar.update()
 
     try:
-        for index in sorted(outcomes):
-            record(index, outcomes[index])
+        table.put([_row(outcomes[i], options.model, signature) for i in sorted(outcomes)])
+        bar.update(len(outcomes))
         if options.scheduler:
             from cellbridge.batch.distributed import run_on_dask
 
@@ -208,7 +209,6 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
         if writer is not None:
             writer.close()
         table.arrange(keys)
-        table.write(csv_path)
     return BatchSummary([outcomes[i] for i in range(len(keys))], csv_path, signature, parameters)
 
 
@@ -275,9 +275,56 @@ def signature_of(parameters: dict[str, Any]) -> str:
 
 def output_paths(folder: Path, image: ProjectImage) -> tuple[Path, Path]:
     """The GeoJSON and sidecar of an image: `<entryID>-<safe image name>` in the project's output folder."""
-    name = _UNSAFE.sub("_", Path(image.name).stem or image.name).strip("_") or "image"
-    stem = f"{image.entry_id}-{name}" if image.entry_id else name
+    stem = _output_stem(image.name, image.entry_id)
     return folder / f"{stem}.geojson", folder / f"{stem}{SIDECAR_SUFFIX}"
+
+
+def _output_stem(name: str, entry_id: str) -> str:
+    safe = _UNSAFE.sub("_", Path(name).stem or name).strip("_") or "image"
+    return f"{entry_id}-{safe}" if entry_id else safe
+
+
+def _check_unique_outputs(tasks: Iterable[ImageTask]) -> None:
+    """Refuse a batch in which two images would write one output file (checked before any work)."""
+    seen: dict[str, ImageTask] = {}
+    for task in tasks:
+        geojson = str(output_paths(task.folder, task.image)[0]).casefold()  # case-insensitive file systems too
+        if geojson in seen:
+            other = seen[geojson].image
+            raise CellBridgeError(f"{other.path or other.name} and {task.image.path or task.image.name} would both "
+                                  f"be written to {output_paths(task.folder, task.image)[0]}")
+        seen[geojson] = task
+
+
+class SharedCountsTable:
+    """The counts table on disk, shared with other batches writing into the same folder: every change is read,
+    merged and written under a file lock, so concurrent batches keep each other's rows."""
+
+    def __init__(self, path: Path) -> None:
+        from filelock import FileLock
+
+        self.path = path
+        self._lock = FileLock(str(path.with_name(f".{path.name}.lock")))
+
+    def check(self) -> None:
+        """Read the table once (raises a clear error when it is not a counts table)."""
+        with self._lock:
+            CountsTable.read(self.path)
+
+    def put(self, rows: list[CountsRow]) -> None:
+        """Add or replace these rows in the file."""
+        with self._lock:
+            table = CountsTable.read(self.path)
+            for row in rows:
+                table.put(row)
+            table.write(self.path)
+
+    def arrange(self, keys: list[tuple[str, str]]) -> None:
+        """Put the rows of `keys` in that order in the file (other batches' rows first, as they were)."""
+        with self._lock:
+            table = CountsTable.read(self.path)
+            table.arrange(keys)
+            table.write(self.path)
 
 
 class ImageRunner:
@@ -406,12 +453,11 @@ def read_inputs(inputs: Sequence[str | os.PathLike[str]],
     plan: list[tuple[str, QuPathProject | str]] = []
     used: set[str] = set()
     slides: list[ProjectImage] = []
-    names: dict[str, int] = {}
+    stems: set[str] = set()
     for given in inputs:
         path = Path(given).expanduser()
         if not path.is_dir() and path.suffix.lower() != ".qpproj":
-            names[path.name] = names.get(path.name, 0) + 1
-            slides.append(_slide_entry(path.absolute(), "" if names[path.name] == 1 else str(names[path.name])))
+            slides.append(_slide_entry(path.absolute(), _free_entry_id(path.name, stems)))
             continue
         try:
             project: QuPathProject | str = read_project(path, reader)
@@ -423,6 +469,18 @@ def read_inputs(inputs: Sequence[str | os.PathLike[str]],
         plan.append((_unique(SLIDES_LABEL, used), QuPathProject(Path(SLIDES_LABEL), SLIDES_LABEL, None, slides,
                                                                "files")))
     return plan
+
+
+def _free_entry_id(name: str, used: set[str]) -> str:
+    """An entry id for a slide file given directly: "" while its output name is free, else "2", "3", … (so
+    `x y.tif` and `x_y.tif`, or `w.tif` and `w.tiff`, never share an output file)."""
+    entry_id, n = "", 2
+    while _output_stem(name, entry_id).casefold() in used or f"\0{entry_id}" in used:
+        entry_id, n = str(n), n + 1
+    used.add(_output_stem(name, entry_id).casefold())
+    if entry_id:
+        used.add(f"\0{entry_id}")  # ids key the counts table's rows: each is given once
+    return entry_id
 
 
 def _slide_entry(path: Path, entry_id: str) -> ProjectImage:

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from cellbridge.cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from cellbridge.models import DEFAULT_NUCLEI_MODEL
 
 EXIT_SOME_FAILED = 1
@@ -33,13 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "see `cellbridge models`)")
     parser.add_argument("--out-dir", required=True, help="output folder: counts.csv and <project>/<id>-<image>.geojson")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
-    parser.add_argument("--tile", type=int, help="tile size in model pixels (default: the model's)")
-    parser.add_argument("--overlap", type=int, help="tile overlap in model pixels (default: the model's)")
-    parser.add_argument("--cell-expansion", type=float, default=0.0,
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--tile", type=positive_int, help="tile size in model pixels (default: the model's)")
+    parser.add_argument("--overlap", type=non_negative_int, help="tile overlap in model pixels (default: the model's)")
+    parser.add_argument("--cell-expansion", type=non_negative_float, default=0.0,
                         help="grow cells this many µm around nuclei (nuclei models; default 0: nuclei only)")
-    parser.add_argument("--threshold", type=float, help="score threshold (detector) / peak threshold (nuclei)")
-    parser.add_argument("--pixel-size", type=float, help="µm per pixel for images whose files do not say")
+    parser.add_argument("--threshold", type=non_negative_float,
+                        help="score threshold (detector) / peak threshold (nuclei)")
+    parser.add_argument("--pixel-size", type=positive_float, help="µm per pixel for images whose files do not say")
     parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", dest="resume", action="store_true", default=True,
@@ -49,10 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="how to read projects: paquo when it finds QuPath (auto, default), or the JSON")
     parser.add_argument("--scheduler", help="run each image as a Dask task: 'local' (a cluster on this machine) "
                         "or a scheduler address such as tcp://HOST:8786 (default: one image after another here)")
-    parser.add_argument("--workers", type=int, help="worker processes of --scheduler local (default: one per GPU, "
-                        "else one per two cores, at most 4)")
-    parser.add_argument("--threads", type=int, help="torch threads per image (default: the host's cores shared "
-                        "among its workers; all cores without --scheduler)")
+    parser.add_argument("--workers", type=positive_int, help="worker processes of --scheduler local (default: one "
+                        "per GPU, else one per two cores, at most 4)")
+    parser.add_argument("--threads", type=positive_int, help="torch threads per image (default: the host's cores "
+                        "shared among its workers; all cores without --scheduler)")
     parser.add_argument("--write-to-project", action="store_true",
                         help="also put each image's objects into its QuPath project (replacing those of an earlier "
                         "CellBridge write; annotations and other objects stay); needs paquo "

@@ -64,6 +64,14 @@ def image_objects(image: ImageRecord, dataset: Dataset) -> list[PathObject]:
 
 def run(args: argparse.Namespace) -> int:
     """Convert and print a JSON summary."""
+    from cellbridge.cli.outputs import same_file_key
+
+    if same_file_key(Path(args.out)) == same_file_key(Path(args.source)):
+        raise DatasetError(f"{args.out}: the output is the input; choose another output path")
+    if args.target_format == "coco" and Path(args.out).is_dir():
+        raise DatasetError(f"{args.out}: is a folder; --to coco writes one .json file")
+    if args.target_format == "geojson" and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise DatasetError(f"{args.out}: is a file; --to geojson writes one .geojson per image into a folder")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     dataset = read_dataset(args.source, args.source_format, args.split, args.images, classes)
     if args.target_format == "coco":

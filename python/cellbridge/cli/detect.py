@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cellbridge.cli.argtypes import non_negative_float, non_negative_int, positive_int
 from cellbridge.cli.options import parse_pixel_size
 from cellbridge.models import DEFAULT_NUCLEI_MODEL
 
@@ -17,16 +18,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--out-dir", help="output folder: <stem>.geojson per input")
     parser.add_argument("--roi", help="QuPath GeoJSON whose annotation polygons limit the region")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass; halves itself on "
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass; halves itself on "
                         "out-of-memory (default 4)")
-    parser.add_argument("--tile", type=int, help="tile size in model pixels (default: the model's)")
-    parser.add_argument("--overlap", type=int, help="tile overlap in model pixels (default: the model's)")
+    parser.add_argument("--tile", type=positive_int, help="tile size in model pixels (default: the model's)")
+    parser.add_argument("--overlap", type=non_negative_int, help="tile overlap in model pixels (default: the model's)")
     parser.add_argument("--pixel-size", type=parse_pixel_size, help="µm per pixel of the input when the file does "
                         "not say, or 'estimate' (from a first classical pass over the nuclei)")
     parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue")
     parser.add_argument("--overlay", help="also write a PNG of the objects over a downsampled view (with "
                         "--out-dir: a folder for <stem>.png)")
-    parser.add_argument("--threshold", type=float, help="score threshold (detector) / peak threshold (nuclei)")
+    parser.add_argument("--threshold", type=non_negative_float,
+                        help="score threshold (detector) / peak threshold (nuclei)")
     parser.add_argument("--classifier", help="classify objects after measuring: a reference-colour JSON "
                         "({\"classes\": {\"Positive\": [r,g,b], ...}}) or a classifier saved by CellBridge")
 
@@ -47,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "written as QuPath detections (or cells with --cell-expansion).")
     _common(nuclei)
     nuclei.add_argument("--model", default=DEFAULT_NUCLEI_MODEL, help=f"default {DEFAULT_NUCLEI_MODEL}")
-    nuclei.add_argument("--cell-expansion", type=float, default=0.0,
+    nuclei.add_argument("--cell-expansion", type=non_negative_float, default=0.0,
                         help="grow cells this many µm around nuclei (px when the pixel size is unknown); "
                              "cells never overlap (default 0: nuclei only)")
     nuclei.add_argument("--foreground", choices=["model", "otsu"], help="nucleus foreground: the model's "
@@ -73,7 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nuclei.set_defaults(func=run, task="nuclei")
 
 
+OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
 def _outputs(args: argparse.Namespace) -> list[tuple[str, Path, Path | None]]:
+    """(input, GeoJSON output, overlay or None) per input, every output checked before any work starts."""
     from cellbridge.errors import CellBridgeError
 
     if args.out and len(args.inputs) > 1:
@@ -86,6 +92,12 @@ def _outputs(args: argparse.Namespace) -> list[tuple[str, Path, Path | None]]:
         if args.overlay:
             overlay = Path(args.overlay) if args.out else Path(args.overlay) / f"{stem}.png"
         result.append((item, out, overlay))
+    from cellbridge.cli.outputs import check_outputs
+
+    check_outputs([item for item, _, _ in result], [p for _, out, overlay in result for p in (out, overlay) if p])
+    for _, _, overlay in result:
+        if overlay is not None and overlay.suffix.lower() not in OVERLAY_SUFFIXES:
+            raise CellBridgeError(f"{overlay}: the overlay must be {', '.join(OVERLAY_SUFFIXES)}")
     return result
 
 
@@ -96,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from cellbridge.io.slides import open_slide
     from cellbridge.pipeline.run import Pipeline, RunOptions
 
+    outputs = _outputs(args)  # every output checked before the model loads
     engine: dict = {}
     if args.threshold is not None:
         engine["score_threshold" if args.task == "detect" else "peak_threshold"] = args.threshold
@@ -116,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     wants_regions = any(getattr(args, name, None) for name in ("annotations", "summary", "report"))
     regions = RegionRun(args, pipeline, scoring) if scoring or wants_regions else None
     summaries = []
-    for source, out, overlay in _outputs(args):
+
+    def run_one(source: str, out: Path, overlay: Path | None) -> None:
         with open_slide(source, mpp=_number(args.pixel_size)) as slide:
             if regions is None:
                 result = pipeline.run(slide, out, roi, overlay=overlay)
@@ -127,11 +141,15 @@ def run(args: argparse.Namespace) -> int:
         if overlay:
             summary["overlay"] = str(overlay)
         summaries.append(summary)
+
+    from cellbridge.cli.outputs import run_each
+
+    status = run_each(args.task, outputs, run_one)
     if regions is not None:
         regions.finish()
-    # one JSON document: the summary of the one input, or a list with one per input
-    print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, ensure_ascii=False))
-    return 0
+    if summaries:  # one JSON document: the summary of the one input, or a list with one per input
+        print(json.dumps(summaries[0] if len(outputs) == 1 else summaries, indent=2, ensure_ascii=False))
+    return status
 
 
 class RegionRun:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
+from cellbridge.cli.argtypes import non_negative_int, positive_int
 from cellbridge.datasets.tile_export import TRAINING_AREA
 
 
@@ -18,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("slide", help="slide or image file")
     parser.add_argument("annotations", help="QuPath GeoJSON with classified objects (points, polygons, boxes)")
     parser.add_argument("out_dir", help="output folder (images/ and annotations.json)")
-    parser.add_argument("--tile", type=int, default=1024, help="tile size in output pixels (default 1024)")
-    parser.add_argument("--overlap", type=int, default=128, help="overlap between tiles in pixels (default 128)")
+    parser.add_argument("--tile", type=positive_int, default=1024, help="tile size in output pixels (default 1024)")
+    parser.add_argument("--overlap", type=non_negative_int, default=128,
+                        help="overlap between tiles in pixels (default 128)")
     parser.add_argument("--downsample", default="1",
                         help="downsample(s) to export, comma-separated for several pyramid levels (default 1)")
     parser.add_argument("--point-box", default="24",
@@ -34,16 +37,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and print a JSON summary."""
+    from pathlib import Path
+
     from cellbridge.datasets.tile_export import export_coco_tiles, parse_point_box
+    from cellbridge.errors import CellBridgeError
     from cellbridge.io.qupath_geojson import read_objects
     from cellbridge.io.slides import open_slide
 
-    downsamples = [float(d) for d in args.downsample.split(",")]
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise CellBridgeError(f"{args.out_dir}: is a file; export-coco writes a folder (images/ and annotations.json)")
+    try:
+        downsamples = [float(d) for d in args.downsample.split(",")]
+    except ValueError:
+        downsamples = []
+    if not downsamples or not all(math.isfinite(d) and d > 0 for d in downsamples):
+        raise CellBridgeError(f"--downsample {args.downsample!r}: expected positive numbers, comma-separated")
+    point_box = parse_point_box(args.point_box)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     objects = read_objects(args.annotations)
     with open_slide(args.slide) as slide:
         result = export_coco_tiles(slide, objects, args.out_dir, tile_size=args.tile, overlap=args.overlap,
-                                   downsamples=downsamples, point_box=parse_point_box(args.point_box),
+                                   downsamples=downsamples, point_box=point_box,
                                    region_class=args.region_class, keep_empty=args.keep_empty,
                                    classes=classes, progress=True)
     print(json.dumps({"coco": str(result.json_path), "images": result.images, "annotations": result.annotations,

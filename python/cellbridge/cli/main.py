@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from cellbridge import __version__
 from cellbridge.errors import CellBridgeError
@@ -38,9 +39,18 @@ EXIT_BROKEN_PIPE = 141   # 128 + SIGPIPE, what a shell reports for a reader that
 DEBUG_HELP = "show full tracebacks and debug logging"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (the problem and where to find help), exit status 2.
+
+    Subcommand parsers inherit the class, so `cellbridge nuclei --tile 0` reports like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered command."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cellbridge",
         description="Deep-learning cell detection and nucleus segmentation for QuPath.",
     )
@@ -65,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_INPUT_ERROR
+    if not args.debug:
+        _quiet_opencv()  # decoding failures are reported as our one-line errors, not OpenCV's log lines
     try:
         result = args.func(args)
         sys.stdout.flush()   # a closed pipe shows here, not in the interpreter's exit
@@ -74,10 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:   # `cellbridge tiles … | head`: the reader left; say nothing more
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except (CellBridgeError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
+    except (CellBridgeError, OSError) as error:  # OSError: a file or folder that cannot be used
         if args.debug:
             raise
-        print(f"cellbridge {args.command}: error: {_message(error)}", file=sys.stderr)
+        message = " ".join(_message(error).split())  # one line, whatever the message holds
+        print(f"cellbridge {args.command}: error: {message}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     return int(result or 0)
 
@@ -96,3 +109,9 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def _quiet_opencv() -> None:
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)

@@ -13,10 +13,12 @@ from cellbridge.geometry import polygons_of
 
 def add_tiling_options(parser: argparse.ArgumentParser, tile: int, overlap: int) -> None:
     """--tile, --overlap, --downsample."""
-    parser.add_argument("--tile", type=int, default=tile, help=f"tile size in output pixels (default {tile})")
-    parser.add_argument("--overlap", type=int, default=overlap,
+    from cellbridge.cli.argtypes import non_negative_int, positive_float, positive_int
+
+    parser.add_argument("--tile", type=positive_int, default=tile, help=f"tile size in output pixels (default {tile})")
+    parser.add_argument("--overlap", type=non_negative_int, default=overlap,
                         help=f"overlap between tiles in output pixels (default {overlap})")
-    parser.add_argument("--downsample", type=float, default=1.0,
+    parser.add_argument("--downsample", type=positive_float, default=1.0,
                         help="read tiles at this downsample of level 0 (default 1)")
 
 

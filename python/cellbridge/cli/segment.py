@@ -6,6 +6,8 @@ import argparse
 import json
 from collections import defaultdict
 
+from cellbridge.cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+
 TASKS = ("semantic", "instance")
 
 
@@ -27,14 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlay", help="also write a PNG of the objects over a downsampled view (with "
                         "--out-dir: a folder for <stem>.png)")
     parser.add_argument("--roi", help="QuPath GeoJSON whose annotation polygons limit the region")
-    parser.add_argument("--min-area", type=float, help="drop regions/objects smaller than this many model pixels² "
-                        "(default: the model's)")
+    parser.add_argument("--min-area", type=non_negative_float, help="drop regions/objects smaller than this many "
+                        "model pixels² (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass; halves itself on "
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass; halves itself on "
                         "out-of-memory (default 4)")
-    parser.add_argument("--tile", type=int, help="tile size in model pixels (default: the model's)")
-    parser.add_argument("--overlap", type=int, help="tile overlap in model pixels (default: the model's)")
-    parser.add_argument("--pixel-size", type=float, help="µm per pixel of the input when the file does not say")
+    parser.add_argument("--tile", type=positive_int, help="tile size in model pixels (default: the model's)")
+    parser.add_argument("--overlap", type=non_negative_int, help="tile overlap in model pixels (default: the model's)")
+    parser.add_argument("--pixel-size", type=positive_float,
+                        help="µm per pixel of the input when the file does not say")
     parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue (e.g. "
                         "pale blood smears)")
     parser.set_defaults(func=run)
@@ -44,29 +47,34 @@ def run(args: argparse.Namespace) -> int:
     """Load the model once, run every input, print one JSON summary per input (with the area per class)."""
     from cellbridge.cli.detect import _outputs
     from cellbridge.cli.options import load_roi
+    from cellbridge.cli.outputs import run_each
     from cellbridge.engines.measure import shape_name
     from cellbridge.errors import CellBridgeError
     from cellbridge.io.slides import open_slide
+    from cellbridge.models.package import load_model
     from cellbridge.pipeline.run import Pipeline, RunOptions
 
+    outputs = _outputs(args)  # every output checked before the model loads
+    package = load_model(args.model)
+    task = package.spec.task
+    if task not in TASKS:
+        raise CellBridgeError(f"model {args.model!r} is a {task} model; `segment` needs a semantic or instance "
+                              "model (use `cellbridge detect` or `cellbridge nuclei`)")
     engine = {"object_type": args.object_type}
     if args.min_area is not None:
         engine["min_area"] = args.min_area
     options = RunOptions(device=args.device, batch_size=args.batch_size, tile_size=args.tile, overlap=args.overlap,
                          tissue=not args.no_tissue, pixel_size=args.pixel_size, engine=engine, progress=True)
-    pipeline = Pipeline(args.model, options)
-    task = pipeline.package.spec.task
-    if task not in TASKS:
-        raise CellBridgeError(f"model {args.model!r} is a {task} model; `segment` needs a semantic or instance "
-                              "model (use `cellbridge detect` or `cellbridge nuclei`)")
+    pipeline = Pipeline(package, options)
     roi = load_roi(args.roi) if args.roi else None
     summaries = []
-    for source, out, overlay in _outputs(args):
+
+    def run_one(source: str, out, overlay) -> None:
         with open_slide(source, mpp=args.pixel_size) as slide:
             area_name = shape_name("Area", slide.mpp or args.pixel_size)
             areas: dict[str, float] = defaultdict(float)
 
-            def add_area(obj, areas=areas, area_name=area_name) -> None:
+            def add_area(obj) -> None:
                 areas[obj.class_name or "Unclassified"] += float(obj.measurements.get(area_name, 0.0))
 
             result = pipeline.run(slide, out, roi, overlay=overlay, on_object=add_area)
@@ -75,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         if overlay:
             summary["overlay"] = str(overlay)
         summaries.append(summary)
-    # one JSON document: the summary of the one input, or a list with one per input
-    print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, ensure_ascii=False))
-    return 0
+
+    status = run_each("segment", outputs, run_one)
+    if summaries:  # one JSON document: the summary of the one input, or a list with one per input
+        print(json.dumps(summaries[0] if len(outputs) == 1 else summaries, indent=2, ensure_ascii=False))
+    return status

@@ -50,12 +50,13 @@ def _alive(pid: int) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until it should stop."""
-    from py4j.clientserver import ClientServer, JavaParameters, PythonParameters
+    from py4j.clientserver import JavaParameters, PythonParameters
 
     from cellbridge import __version__
     from cellbridge.engines.device import resolve_device
     from cellbridge.server.requests import PROTOCOL_VERSION
     from cellbridge.server.service import CellBridgeService
+    from cellbridge.server.transport import GuardedClientServer, entry_point
 
     resolve_device(args.device)  # an absent device fails now, not at the first job
     if logging.getLogger().level > logging.INFO:  # the server logs its life to stderr for the launcher
@@ -65,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
         _write_token(Path(args.token_file), token)
     stop = threading.Event()
     service = CellBridgeService(args.device, on_shutdown=stop.set)
-    server = ClientServer(
+    server = GuardedClientServer(
         java_parameters=JavaParameters(auth_token=token, auto_convert=True),
         python_parameters=PythonParameters(address="127.0.0.1", port=args.port, auth_token=token,
                                            daemonize=True, daemonize_connections=True),
-        python_server_entry_point=service)
+        python_server_entry_point=entry_point(service))
     port = server.get_callback_server().get_listening_port()
     ready = {"event": "ready", "port": port, "pid": os.getpid(), "version": __version__,
              "protocol": PROTOCOL_VERSION, "token_file": args.token_file}
@@ -89,5 +90,5 @@ def run(args: argparse.Namespace) -> int:
                 log.info("idle for %.0f s: stopping", idle)
                 break
     finally:
-        server.shutdown()
+        server.stop()  # also with clients still connected
     return 0

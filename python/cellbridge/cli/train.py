@@ -206,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
     from cellbridge.train.loop import fit
 
     args = resolve_options(args)
+    _check_paths(args)
     name = args.name or Path(args.out).name
     if args.task == "nuclei":
         from cellbridge.train.keypoints import nuclei_task
@@ -253,6 +254,32 @@ def _config(args: argparse.Namespace, schedule: str = "step", **task_defaults: A
     extra = {key: getattr(args, key) for key in ("momentum", "gamma") if getattr(args, key) is not None}
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
                        max_steps_per_epoch=args.steps_per_epoch, schedule=schedule, **chosen, **extra)
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Before any training: --out must be a folder (or not exist yet), and every image a COCO file names must
+    exist and look like an image (a wrong path otherwise fails minutes later, in the first epoch)."""
+    from pathlib import Path
+
+    import cv2
+
+    from cellbridge.datasets.coco import read_coco
+    from cellbridge.errors import CellBridgeError
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CellBridgeError(f"{out}: is a file; --out is the folder for the model package and checkpoints")
+    for data in args.data:
+        path = Path(data)
+        if not path.exists():
+            raise CellBridgeError(f"{path}: no such file or folder")
+        if path.is_dir() or path.suffix.lower() != ".json":
+            continue
+        for index, image in enumerate(read_coco(path).images):
+            if not image.path.is_file():
+                raise CellBridgeError(f"{path}: image {index} ({image.path}) does not exist")
+            if not cv2.haveImageReader(str(image.path)):
+                raise CellBridgeError(f"{path}: image {index} ({image.path}) is not an image file OpenCV can read")
 
 
 def _segmentation_task(args: argparse.Namespace, name: str):

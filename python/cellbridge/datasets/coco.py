@@ -8,6 +8,7 @@ may carry `training_area` (COCO polygon lists): outside it the image is not anno
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -95,11 +96,20 @@ def _require(item: dict, key: str, where: str) -> Any:
     return item[key]
 
 
+def _size(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 \
+            or value != int(value):
+        raise DatasetError(f"{where} must be a positive whole number of pixels, got {value!r}")
+    return int(value)
+
+
 def read_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     """A COCO detection JSON as a Dataset; file names resolve against `image_dir` (default: the JSON's folder)."""
     json_path = Path(json_path)
     try:
-        content = json.loads(json_path.read_text())
+        content = json.loads(json_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DatasetError(f"{json_path}: not a COCO JSON file (binary, not UTF-8 text)") from None
     except json.JSONDecodeError as error:
         raise DatasetError(f"{json_path}: not valid JSON (line {error.lineno}, column {error.colno}: "
                            f"{error.msg})") from error
@@ -116,7 +126,8 @@ def read_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Dat
     images: dict[Any, ImageRecord] = {}
     for i, entry in enumerate(content["images"]):
         where = f"{json_path}: image {i}"
-        width, height = int(_require(entry, "width", where)), int(_require(entry, "height", where))
+        width, height = _size(_require(entry, "width", where), f"{where}: width"), \
+            _size(_require(entry, "height", where), f"{where}: height")
         record = ImageRecord(base / str(_require(entry, "file_name", where)), width, height)
         if entry.get("training_area"):
             record.training_area = from_coco_segmentation(entry["training_area"], height, width)
@@ -133,6 +144,8 @@ def read_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Dat
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
             raise DatasetError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
         x, y, w, h = (float(v) for v in bbox)
+        if not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
+            raise DatasetError(f"{where}: bbox must be finite with a width and height of 0 or more, got {bbox!r}")
         keypoints = item.get("keypoints") or []
         point = (float(keypoints[0]), float(keypoints[1])) if len(keypoints) >= 3 and keypoints[2] > 0 else None
         geometry = from_coco_segmentation(item.get("segmentation"), image.height, image.width)

@@ -12,6 +12,7 @@ COCO `segmentation`. Category ids are stable: sorted class names, or the order g
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -61,12 +62,23 @@ class TileExport:
 def parse_point_box(value: str) -> float | dict[str, float]:
     """`"24"` → 24.0; `"RBC=24,WBC=48,*=30"` → per-class sizes (`*` is the default)."""
     if "=" not in value:
-        return float(value)
+        return _box_side(value, value)
     sizes = {}
     for part in value.split(","):
         name, _, size = part.partition("=")
-        sizes[name.strip()] = float(size)
+        sizes[name.strip()] = _box_side(size, value)
     return sizes
+
+
+def _box_side(text: str, whole: str) -> float:
+    """One --point-box size: a positive number of pixels."""
+    try:
+        size = float(text)
+    except ValueError:
+        size = math.nan
+    if not (math.isfinite(size) and size > 0):
+        raise DatasetError(f"--point-box {whole!r}: {text.strip()!r} is not a positive box size in pixels")
+    return size
 
 
 def _box_size(point_box: float | dict[str, float], label: str) -> float:

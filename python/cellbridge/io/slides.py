@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import math
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cellbridge.errors import SlideError
+from cellbridge.errors import CorruptSlideError, SlideError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ OPENSLIDE_SUFFIXES = frozenset({".mrxs", ".ndpi", ".vms", ".vmu", ".svslide", ".
 WHITE = 255
 LEVEL_TOLERANCE = 1e-3
 FLUORESCENCE_MEDIAN = 40  # a thumbnail median brightness (max of R, G, B) below this: a fluorescence image
+STRIP_PIXELS = 1 << 24  # level pixels read at once when a large area is shrunk (48 MiB of RGB)
 
 
 class Slide(abc.ABC):
@@ -71,7 +73,6 @@ class Slide(abc.ABC):
         out_w, out_h = max(1, round(w / downsample)), max(1, round(h / downsample))
         level = self.best_level(downsample)
         level_downsample = self.level_downsamples[level]
-        level_w, level_h = self.level_dimensions[level]
         scale = downsample / level_downsample  # level pixels per output pixel
         left, top = x / level_downsample, y / level_downsample
         # upsampling interpolates the outermost output pixels with the level pixels just outside the region
@@ -79,11 +80,36 @@ class Slide(abc.ABC):
         x0, y0 = math.floor(left + 1e-6) - margin, math.floor(top + 1e-6) - margin
         x1 = math.ceil(left + out_w * scale - 1e-6) + margin
         y1 = math.ceil(top + out_h * scale - 1e-6) + margin
+        whole_blocks = abs(scale - round(scale)) < LEVEL_TOLERANCE and left == x0 and top == y0
+        factor = round(scale) if whole_blocks else math.floor(scale)  # as `_resample` would pre-shrink
+        if factor >= 2 and (y1 - y0) * (x1 - x0) > STRIP_PIXELS:
+            # a large area shrunk (a thumbnail of a single-level TIFF): read and shrink it in strips, so the
+            # full-resolution area is never held at once; the result is the same as in one piece
+            shrunk = self._read_shrunk(level, x0, y0, x1, y1, factor, fill)
+            return _resample(shrunk, (left - x0) / factor, (top - y0) / factor, scale / factor, out_w, out_h)
+        return _resample(self._level_area(level, x0, y0, x1, y1, fill), left - x0, top - y0, scale, out_w, out_h)
+
+    def _level_area(self, level: int, x0: int, y0: int, x1: int, y1: int, fill: int) -> np.ndarray:
+        """Pixels of the level rectangle [x0, x1) × [y0, y1), `fill` outside the level."""
+        level_w, level_h = self.level_dimensions[level]
         canvas = np.full((y1 - y0, x1 - x0, 3), fill, dtype=np.uint8)
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, level_w), min(y1, level_h)
         if cx1 > cx0 and cy1 > cy0:
             canvas[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = self._read_level(level, cx0, cy0, cx1 - cx0, cy1 - cy0)
-        return _resample(canvas, left - x0, top - y0, scale, out_w, out_h)
+        return canvas
+
+    def _read_shrunk(self, level: int, x0: int, y0: int, x1: int, y1: int, factor: int, fill: int) -> np.ndarray:
+        """The level rectangle averaged over `factor` × `factor` blocks (edges replicated to whole blocks), read in
+        strips of about `STRIP_PIXELS` level pixels."""
+        rows = max(factor, STRIP_PIXELS // (x1 - x0) // factor * factor)
+        parts = []
+        for top in range(y0, y1, rows):
+            strip = self._level_area(level, x0, top, x1, min(top + rows, y1), fill)
+            strip = cv2.copyMakeBorder(strip, 0, -strip.shape[0] % factor, 0, -strip.shape[1] % factor,
+                                       cv2.BORDER_REPLICATE)
+            parts.append(cv2.resize(strip, (strip.shape[1] // factor, strip.shape[0] // factor),
+                                    interpolation=cv2.INTER_AREA))
+        return np.concatenate(parts)
 
     def thumbnail(self, max_side: int = 2048) -> tuple[np.ndarray, float]:
         """The whole slide at a downsample that fits `max_side`; returns (RGB image, downsample)."""
@@ -196,6 +222,8 @@ class TiffSlideSlide(Slide):
         self._handles: list[Any] = []
         self._lock = threading.Lock()
         handle = self._handle()
+        self._levels = _level_pages(handle)
+        _check_complete(path, self._levels)
         mpp = _mpp_from_properties(handle.properties, "tiffslide")
         downsamples = tuple(float(d) for d in handle.level_downsamples)
         super().__init__(path, tuple(tuple(int(v) for v in d) for d in handle.level_dimensions),
@@ -211,11 +239,28 @@ class TiffSlideSlide(Slide):
         return handle
 
     def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        array = self._handle().zarr_group[str(level)][y:y + h, x:x + w]
+        pixels = self._handle().zarr_group[str(level)]
+        try:
+            array = pixels[y:y + h, x:x + w]
+        except Exception as error:  # codecs raise their own types (Jpeg8Error, DeflateError, TiffFileError, …)
+            raise self._decode_error(level, x, y, w, h, error) from error
         return _to_rgb(np.asarray(array))
 
     def _associated(self) -> Any:
         return self._handle().associated_images
+
+    def _decode_error(self, level: int, x: int, y: int, w: int, h: int, error: Exception) -> CorruptSlideError:
+        """A SlideError naming the first tile (or strip) of the rectangle that fails to decode."""
+        pixels = self._handle().zarr_group[str(level)]
+        page = self._levels[level] if level < len(self._levels) else None
+        for sx, sy, sw, sh, name in _segments_in(page, x, y, w, h):
+            try:
+                pixels[sy:sy + sh, sx:sx + sw]
+            except Exception as tile_error:
+                return CorruptSlideError(f"{self.path}: level {level} {name} cannot be decoded (corrupt or cut "
+                                         f"short: {_first_line(tile_error)})")
+        return CorruptSlideError(f"{self.path}: level {level} pixels x={x}, y={y}, {w}x{h} cannot be decoded "
+                                 f"(corrupt or cut short: {_first_line(error)})")
 
     def close(self) -> None:
         with self._lock:
@@ -247,6 +292,64 @@ class OpenSlideSlide(Slide):
 
     def close(self) -> None:
         self._slide.close()
+
+
+def _level_pages(handle: Any) -> list[Any]:
+    """The first TIFF page of each pyramid level tiffslide reads (empty when it has no tifffile behind it)."""
+    try:
+        return [level.keyframe for level in handle.ts_tifffile.series[0].levels]
+    except Exception:  # not a plain TIFF (e.g. kerchunk-backed): nothing to check
+        return []
+
+
+def _segment_name(page: Any, index: int) -> str:
+    """'tile (column c, row r) at x=…, y=…' or 'strip i (rows a–b)' for segment `index` of a page."""
+    if page.is_tiled:
+        across = math.ceil(page.imagewidth / page.tilewidth)
+        per_plane = across * math.ceil(page.imagelength / page.tilelength)
+        column, row = index % per_plane % across, index % per_plane // across
+        return f"tile (column {column}, row {row}) at x={column * page.tilewidth}, y={row * page.tilelength}"
+    rows = page.rowsperstrip or page.imagelength
+    strips = math.ceil(page.imagelength / rows)
+    first = index % strips * rows
+    return f"strip {index} (rows {first}–{min(first + rows, page.imagelength) - 1})"
+
+
+def _check_complete(path: Path, pages: list[Any]) -> None:
+    """Refuse a TIFF cut short: every tile or strip of every level must lie inside the file (undecoded tiles
+    must not become blank image that a model then reads as tissue)."""
+    if not pages:
+        return
+    size = pages[0].parent.filehandle.size
+    for level, page in enumerate(pages):
+        for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts)):
+            if count > 0 and offset + count > size:
+                raise CorruptSlideError(f"{path}: the file is cut short: level {level} "
+                                        f"{_segment_name(page, index)} ends at byte {offset + count} but the file "
+                                        f"has {size} bytes")
+
+
+def _segments_in(page: Any, x: int, y: int, w: int, h: int) -> list[tuple[int, int, int, int, str]]:
+    """(x, y, width, height, name) of each tile or strip of `page` that meets the rectangle, clipped to it."""
+    if page is None:
+        return []
+    if page.is_tiled:
+        step_x, step_y = page.tilewidth, page.tilelength
+    else:
+        step_x, step_y = page.imagewidth, page.rowsperstrip or page.imagelength
+    across = math.ceil(page.imagewidth / step_x)
+    found = []
+    for row in range(y // step_y, (y + h - 1) // step_y + 1):
+        for column in range(x // step_x, (x + w - 1) // step_x + 1):
+            x0, y0 = max(x, column * step_x), max(y, row * step_y)
+            x1, y1 = min(x + w, (column + 1) * step_x), min(y + h, (row + 1) * step_y)
+            found.append((x0, y0, x1 - x0, y1 - y0, _segment_name(page, row * across + column)))
+    return found
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _mpp_from_properties(properties: Any, prefix: str) -> float | None:
@@ -288,7 +391,10 @@ def openslide_available() -> bool:
 
 def _read_plain_image(path: Path) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)  # handles non-ASCII paths, unlike cv2.imread
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:
+        raise SlideError(f"{path}: OpenCV cannot decode this image ({opencv_reason(error)})") from None
     if image is None:
         raise SlideError(f"{path}: OpenCV cannot decode this image (corrupt or not an image)")
     if image.ndim == 3:
@@ -303,10 +409,16 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
     Raises `SlideError` naming the file and the reason when it is missing, unreadable or unsupported.
     """
     path = Path(path)
-    if not path.exists():
-        raise SlideError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SlideError(f"{path}: no such file") from None
+    except OSError as error:  # a name too long, a loop of links, …
+        raise SlideError(f"{_shortened(str(path))}: cannot be used ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
         raise SlideError(f"{path}: is a folder, not a slide or image file")
+    if not stat.S_ISREG(mode):  # a named pipe or device would block or never end
+        raise SlideError(f"{path}: is not a regular file (a pipe, socket or device cannot be read as a slide)")
     if not os.access(path, os.R_OK):
         raise SlideError(f"{path}: permission denied")
     if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
@@ -315,6 +427,20 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
     if mpp is not None:
         slide.mpp = float(mpp)
     return slide
+
+
+def opencv_reason(error: Exception) -> str:
+    """What an OpenCV error means, without its source location."""
+    text = str(error)
+    if "CV_IO_MAX_IMAGE_PIXELS" in text:
+        return ("more pixels than OpenCV decodes in one image (CV_IO_MAX_IMAGE_PIXELS, "
+                f"{int(os.environ.get('CV_IO_MAX_IMAGE_PIXELS', str(1 << 30))):,})")
+    lines = [line.split(") ", 1)[-1].strip() for line in text.splitlines() if "error:" in line]
+    return (lines[0] if lines else text.strip().splitlines()[0] if text.strip() else type(error).__name__)[:300]
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def _open_plain_image(path: Path) -> Slide:
@@ -337,6 +463,8 @@ def _open_by_format(path: Path) -> Slide:
     for name, opener in openers:
         try:
             return opener(path)
+        except CorruptSlideError:  # the backend knows the format and found the file broken: no other may guess
+            raise
         except Exception as error:  # each backend raises its own types; all become one SlideError
             errors.append(f"{name}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
     problem = "unreadable" if suffix in TIFF_SUFFIXES | OPENSLIDE_SUFFIXES else "unsupported or unreadable format"

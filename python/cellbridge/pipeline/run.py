@@ -224,6 +224,10 @@ class Pipeline:
                     if on_progress:
                         on_progress(done, len(tiles))
             while pending_posts:
+                if cancelled():
+                    for future in pending_posts:
+                        future.cancel()
+                    raise Cancelled("run cancelled")
                 tile, objects = pending_posts.popleft().result()
                 yield from merger.add(tile, objects)
                 done += 1
@@ -275,12 +279,14 @@ class Pipeline:
                     consume(stream, writer)
                     if trailer is not None:
                         writer.write_many(trailer())
+                    if drawer is not None:  # before the GeoJSON is renamed: a failing overlay keeps the old --out
+                        drawer.save(overlay)
             else:
                 consume(stream, None)
+                if drawer is not None:
+                    drawer.save(overlay)
         finally:
             bar.close()
-        if drawer is not None:
-            drawer.save(overlay)
         return RunResult(sum(counts.values()), dict(sorted(counts.items())), len(plan), plan.grid_tiles, downsample,
                          time.perf_counter() - started, str(self.device), None if out is None else Path(out), note)
 

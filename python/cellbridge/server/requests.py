@@ -17,10 +17,12 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from cellbridge.errors import CellBridgeError
-from cellbridge.io.slides import Slide, open_slide
+from cellbridge.io.slides import Slide, open_slide, opencv_reason
 
 PROTOCOL_VERSION = 1
 TASKS = ("nuclei", "detect")
+MAX_REQUEST_CHARS = 512 * 1024 * 1024  # tile requests carry base64 PNGs; anything larger is refused unread
+MAX_NAME_CHARS = 4096                  # a model name or file path (PATH_MAX on Linux)
 OPTION_NAMES = {"device", "batchSize", "tileSize", "overlap", "cellExpansion", "threshold", "tissue", "measure",
                 "stain", "stainVectors", "positivity"}
 
@@ -63,10 +65,15 @@ class JobRequest:
 
 def parse_request(text: str) -> JobRequest:
     """Parse request JSON into a `JobRequest`, or raise RequestError naming the problem."""
+    if isinstance(text, str) and len(text) > MAX_REQUEST_CHARS:
+        raise RequestError(f"the request has {len(text):,} characters; at most {MAX_REQUEST_CHARS:,} are accepted "
+                           "(send fewer or smaller tiles per request)")
     try:
         data = json.loads(text)
     except (TypeError, json.JSONDecodeError) as error:
         raise RequestError(f"the request is not valid JSON ({error})") from None
+    except RecursionError:
+        raise RequestError("the request is nested too deeply to be a CellBridge request") from None
     if not isinstance(data, dict):
         raise RequestError("the request must be a JSON object")
     unknown = sorted(set(data) - {"protocol", "task", "model", "image", "tiles", "region", "roi", "options"})
@@ -81,6 +88,8 @@ def parse_request(text: str) -> JobRequest:
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise RequestError("the request needs 'model': a model name or folder")
+    if len(model) > MAX_NAME_CHARS or "\0" in model:
+        raise RequestError(f"'model' is not a model name or folder ({len(model):,} characters)")
     image = data.get("image")
     if not isinstance(image, dict):
         raise RequestError("the request needs 'image': {\"path\": ...} or {\"width\", \"height\"} with 'tiles'")
@@ -94,6 +103,8 @@ def parse_request(text: str) -> JobRequest:
         path = image.get("path")
         if not isinstance(path, str) or not path:
             raise RequestError("'image.path' must be the slide's file path (or send 'tiles')")
+        if len(path) > MAX_NAME_CHARS or "\0" in path:
+            raise RequestError(f"'image.path' is not a file path ({len(path):,} characters)")
     region = _region(data.get("region"), data.get("roi"))
     return JobRequest(task, model, path, pixel_size, size, tiles, region, options)
 
@@ -153,6 +164,8 @@ def _region(region: Any, roi: Any) -> BaseGeometry | None:
             geometry = shape(roi.get("geometry", roi) if isinstance(roi, dict) else roi)
         except Exception as error:  # shapely raises several types for malformed GeoJSON
             raise RequestError(f"'roi' is not a GeoJSON geometry ({error})") from None
+        if not np.isfinite(shapely.get_coordinates(geometry)).all():
+            raise RequestError("'roi' has coordinates that are not finite numbers (NaN or infinity)")
         geometry = geometry if geometry.is_valid else shapely.make_valid(geometry)
         if geometry.area <= 0:
             raise RequestError("'roi' has no area (send a polygon)")
@@ -180,7 +193,10 @@ def _tiles(value: Any) -> list[TileImage]:
             raw = base64.b64decode(item.get("png", ""), validate=True)
         except (binascii.Error, TypeError, ValueError):
             raise RequestError(f"tile {i}: 'png' is not base64") from None
-        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if raw else None
+        try:
+            image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if raw else None
+        except cv2.error as error:  # e.g. more pixels than OpenCV's limit (CV_IO_MAX_IMAGE_PIXELS)
+            raise RequestError(f"tile {i}: 'png' cannot be decoded ({opencv_reason(error)})") from None
         if image is None:
             raise RequestError(f"tile {i}: 'png' cannot be decoded as an image")
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):

@@ -44,6 +44,7 @@ class Job:
     message: str = "waiting in the queue"
     objects: int = 0
     chunks: list[str] = field(default_factory=list)
+    released: str = ""               # why the chunks were dropped (read to the end, cancel, shutdown)
     pending: list[PathObject] = field(default_factory=list)
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,9 +62,15 @@ class Job:
             self.pending = []
 
     def close(self) -> None:
-        """Close the job's slide (the job will not run, or has run)."""
+        """Close the job's slide and drop its pixels (the job will not run, or has run)."""
         if self.slide is not None:
             self.slide.close()
+        self.slide = None
+        self.request.tiles = []  # the decoded tiles a tile request carried
+
+    def release(self, reason: str) -> None:
+        """Drop the results (the caller holds `lock`)."""
+        self.chunks, self.pending, self.released = [], [], reason
 
     def status(self) -> dict[str, Any]:
         with self.lock:
@@ -160,7 +167,10 @@ class CellBridgeService:
             with job.lock:
                 if job.state == "queued":
                     job.state, job.message = "cancelled", "cancelled before it started"
+                    job.close()
             return True
+        with job.lock:
+            job.release("cancelled")
         return False
 
     @envelope
@@ -169,9 +179,12 @@ class CellBridgeService:
         with job.lock:
             if index < 0:
                 raise RequestError(f"chunk index must be ≥ 0, got {index}")
+            if job.released:
+                raise RequestError(f"the results of job {job_id} were released ({job.released})")
             if index < len(job.chunks):
                 return job.chunks[index]
             if job.state == "done":
+                job.release("read to the end")  # as docs/protocol.md says: results stay until read past the end
                 return None
             if job.state in ("failed", "cancelled"):
                 raise RequestError(f"job {job_id} {job.state}: {job.message}")
@@ -181,6 +194,8 @@ class CellBridgeService:
     def shutdown(self) -> bool:
         for job in self.jobs.values():
             job.cancel_requested.set()
+            with job.lock:
+                job.release("the server shut down")
         self.queue.put(None)
         if self.on_shutdown is not None:
             threading.Timer(0.2, self.on_shutdown).start()  # reply first, then stop
@@ -250,6 +265,8 @@ class CellBridgeService:
                 pipeline.options.stain_vectors = stains
                 pipeline.options.positivity = job.request.options.get("positivity", (0.2, 0.4, 0.6))
                 log.info("job %s: %s", job.id, note)
+            if job.cancel_requested.is_set():  # between the long steps, not only between tiles
+                raise Cancelled("run cancelled")
 
             def progress(done: int, total: int) -> None:
                 job.progress = done / max(total, 1)
@@ -262,7 +279,8 @@ class CellBridgeService:
                 job.state, job.progress, job.message = "done", 1.0, f"{job.objects} objects"
         except Cancelled:
             with job.lock:
-                job.state, job.message, job.pending = "cancelled", "cancelled", []
+                job.state, job.message = "cancelled", "cancelled"
+                job.release("cancelled")
         except CellBridgeError as error:
             with job.lock:
                 job.state, job.message = "failed", str(error)
