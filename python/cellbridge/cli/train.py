@@ -77,7 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "model.json (default 512)")
     parser.add_argument("--mpp", type=float, help="pixel size (µm) of the training images, recorded in "
                         "model.json so inference rescales slides to it (default: none; the model then runs "
-                        "every slide at its training downsample, whatever the slide's pixel size)")
+                        "every slide at its training downsample, whatever the slide's pixel size). Nuclei with "
+                        "--init: the model keeps the init model's pixel size and the images are rescaled to it "
+                        "(from --mpp, or from the pixel size estimated from their nuclei)")
     parser.add_argument("--modality", help="nuclei: from DSB folders, only images whose manifest.csv modality "
                         "contains this text (e.g. histology)")
     parser.add_argument("--single-class", metavar="NAME", help="nuclei: relabel every nucleus as NAME (to mix "

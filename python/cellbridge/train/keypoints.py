@@ -449,20 +449,20 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
                 progress: bool = True) -> NucleiTask:
     """A nuclei training task from COCO exports, DSB-style folders and/or point folders; images split into
     train/val by a seeded shuffle. `single_class` relabels every nucleus with that one class (needed to mix
-    classed and class-less data). `mpp` is the model's pixel size (default: the `init` model's): COCO images are
-    taken to be at it, folder images (no pixel size) are brought to it by the pixel size estimated from their
-    nuclei, as a run does on an uncalibrated image.
+    classed and class-less data). `mpp` is the pixel size of the COCO images (tiles exported from slides); the
+    model's pixel size is the `init` model's, else `mpp`. Images are brought to the model's pixel size from their
+    own (COCO with `mpp`), else from the one estimated from their nuclei, as a run does on an uncalibrated image.
     """
     paths = [Path(p) for p in (data if isinstance(data, list) else [data])]
     datasets = read_nuclei_data(paths, modality, split)
-    if mpp is None and init:
-        from cellbridge.models.package import read_spec, resolve_model_dir
-
-        mpp = read_spec(resolve_model_dir(init)).mpp
     for source, dataset in zip(paths, datasets):
         if source.suffix.lower() == ".json":  # COCO exports: tiles at the pixel size they were exported for
             for record in dataset.images:
                 record.mpp = record.mpp or mpp
+    if init:
+        from cellbridge.models.package import read_spec, resolve_model_dir
+
+        mpp = read_spec(resolve_model_dir(init)).mpp or mpp
     if single_class:
         datasets = [merge_classes(d, single_class) for d in datasets]
     classes = sorted({c for d in datasets for c in d.classes})

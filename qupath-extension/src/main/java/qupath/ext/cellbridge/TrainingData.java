@@ -120,6 +120,15 @@ public final class TrainingData {
      */
     public static Path train(Project<BufferedImage> project, String name, Kind kind, int epochs, Path outParent,
                              String device, Consumer<String> lines, BooleanSupplier cancelled) {
+        return train(project, name, kind, epochs, outParent, device, null, lines, cancelled);
+    }
+
+    /**
+     * As {@link #train(Project, String, Kind, int, Path, String, Consumer, BooleanSupplier)}, fine-tuning nuclei from
+     * the model {@code init} (a name or folder; null or blank: from scratch): the new model keeps its pixel size.
+     */
+    public static Path train(Project<BufferedImage> project, String name, Kind kind, int epochs, Path outParent,
+                             String device, String init, Consumer<String> lines, BooleanSupplier cancelled) {
         if (name == null || !name.matches("[A-Za-z0-9][A-Za-z0-9._-]*"))
             throw new CellBridgeException("model name '" + name + "' must be letters, digits, '.', '_' or '-'");
         if (project.getPath() == null)
@@ -166,6 +175,8 @@ public final class TrainingData {
             arguments.addAll(List.of("--device", device.strip()));
         if (mpp != null)
             arguments.addAll(List.of("--mpp", String.format(Locale.ROOT, "%.6g", mpp)));
+        if (kind == Kind.NUCLEI && init != null && !init.isBlank())
+            arguments.addAll(List.of("--init", init.strip()));
         say.accept("Training " + name + " on " + data.size() + " image(s)");
         CliProcess.run(CellBridgeServer.python(), arguments, lines, stop);
         return out;

@@ -312,6 +312,8 @@ public final class CellBridgeCommands {
                 .addStringParameter("name", "Model name", "my-nuclei", "Letters, digits, '.', '_' or '-'")
                 .addChoiceParameter("kind", "Model", TrainingData.Kind.NUCLEI, kinds,
                         "Nuclei: annotate nuclei as points or polygons; objects: boxes or polygons, by class")
+                .addStringParameter("init", "Start from", CellBridgePreferences.lastModelProperty().get(),
+                        "Nuclei: fine-tune this model (name or folder) on your annotations; blank: from scratch")
                 .addIntParameter("epochs", "Epochs", CellBridgePreferences.trainEpochsProperty().get(), "",
                         "Training epochs (each saves a checkpoint; the best epoch is kept)")
                 .addChoiceParameter("device", "Device", deviceChoice(), PreferencesDialog.devices(),
@@ -322,6 +324,7 @@ public final class CellBridgeCommands {
         TrainingData.Kind kind = (TrainingData.Kind) params.getChoiceParameterValue("kind");
         int epochs = Math.max(1, params.getIntParameterValue("epochs"));
         String device = (String) params.getChoiceParameterValue("device");
+        String init = params.getStringParameterValue("init");
         CellBridgePreferences.trainEpochsProperty().set(epochs);
         String folder = CellBridgePreferences.modelFolderProperty().get();
         boolean setFolder = folder == null || folder.isBlank();
@@ -329,8 +332,8 @@ public final class CellBridgeCommands {
                 : Path.of(folder.strip());
         BackgroundTask.start(qupath, title + " (" + name + ")", task -> {
             task.progress(-1, "Exporting training tiles");
-            return TrainingData.train(project, name, kind, epochs, outParent, device, line -> task.progress(-1, line),
-                    task::isCancelled);
+            return TrainingData.train(project, name, kind, epochs, outParent, device, init,
+                    line -> task.progress(-1, line), task::isCancelled);
         }, model -> {
             String note = "";
             if (setFolder) {
