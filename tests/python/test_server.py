@@ -140,6 +140,27 @@ def test_ihc_job_classifies_nuclei_by_dab(service: CellBridgeService, tmp_path: 
     assert "'stain' must be 'he' or 'ihc-dab'" in error(service.submit(request(path, options={"stain": "pas"})))
 
 
+def centres(objects: list) -> list[tuple[float, float]]:
+    return sorted((round(o.geometry.centroid.x, 1), round(o.geometry.centroid.y, 1)) for o in objects)
+
+
+def test_a_jobs_options_never_change_the_next_jobs_results(image) -> None:
+    """Two jobs with different options on one server give what two fresh servers give."""
+    path, _ = image
+
+    def run(server: CellBridgeService, options: dict) -> list[tuple[float, float]]:
+        job = value(server.submit(request(path, model="classical", options={"device": "cpu", **options})))
+        assert wait(server, job)["state"] == "done"
+        return centres(collect(server, job))
+
+    strict, default = {"threshold": 0.9, "tileSize": 256}, {}
+    shared = CellBridgeService(device="cpu")
+    one_server = [run(shared, strict), run(shared, default), run(shared, strict)]
+    fresh = [run(CellBridgeService(device="cpu"), options) for options in (strict, default)]
+    assert len(fresh[1]) > 50 and len(fresh[0]) < len(fresh[1]) / 2  # the threshold matters
+    assert one_server == [fresh[0], fresh[1], fresh[0]]
+
+
 BAD_REQUESTS = [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "must be a JSON object"),
