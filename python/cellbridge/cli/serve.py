@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
     if logging.getLogger().level > logging.INFO:  # the server logs its life to stderr for the launcher
         logging.getLogger("cellbridge").setLevel(logging.INFO)
     token = server_token()
-    if threading.current_thread() is threading.main_thread():  # SIGTERM ends the server through `finally`
-        signal.signal(signal.SIGTERM, _terminate)
     token_file = Path(args.token_file) if args.token_file else None
     identity = write_token_file(token_file, token) if token_file else None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM ends the server through `finally`
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return _serve(args, token)
     finally:
