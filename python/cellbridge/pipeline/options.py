@@ -180,6 +180,12 @@ class RunOptions:
     derive_classes: bool = False             # IHC: keep the model's class as parent (e.g. "Tumor: 2+")
     progress: bool = False
 
+    def __post_init__(self) -> None:
+        for name, d in declared().items():  # the same checks whoever builds the options
+            value = getattr(self, name)
+            if value is not None or name == "pixel_size":
+                object.__setattr__(self, name, d.check(value, f"option '{d.key}'"))
+
     def with_changes(self, **changes: Any) -> RunOptions:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)

@@ -288,18 +288,19 @@ class CellBridgeService:
 
 
 def _check_size(pipeline: Any, request: JobRequest, slide: Slide) -> None:
-    """Refuse, at submit, a job whose tiles at the model's scale would be runaway work: with the given or the
-    file's pixel size, else with the finest scale an estimate can give."""
-    from cellbridge.pipeline.scale import PIXEL_SIZE_RANGE
+    """Refuse, at submit, a job whose tiles at the model's scale would be runaway work (with the given or the
+    file's pixel size, else the model's own; a run checks again with the scale it estimates, before any tile is
+    read)."""
     from cellbridge.tiling.plan import check_tile_count
 
     spec = pipeline.package.spec
-    pixel_size = request.options.pixel_size or slide.mpp or (PIXEL_SIZE_RANGE[1] if spec.mpp else None)
+    pixel_size = request.options.pixel_size or slide.mpp
     downsample = spec.mpp / pixel_size if spec.mpp and pixel_size else float(spec.downsample)
     tile_size = request.options.tile_size or spec.tile_size
     overlap = min(spec.overlap if request.options.overlap is None else request.options.overlap, tile_size // 2 - 1)
     check_tile_count(*slide.dimensions, tile_size=tile_size, overlap=overlap, downsample=downsample,
-                     roi=request.region, what=f"{slide.path.name} at {pixel_size or 'unknown'} µm/px")
+                     roi=request.region, what=f"{slide.path.name} at " + (f"{pixel_size:g} µm/px" if pixel_size
+                                                                           else "the model's scale"))
 
 
 def _check_region(request: JobRequest, size: tuple[int, int]) -> None:
