@@ -1,6 +1,7 @@
-"""Which pixel size a run uses for an image, and how it was found: given by the user (or QuPath), read from the
-file, estimated from the nuclei (`pipeline.scale.estimate_pixel_size`) when neither says, or, when the estimate
-fails, assumed to be the model's own. Every command and the bridge report it the same way (`Scale.to_json`).
+"""Which pixel size a run uses for an image, and how it was found: given by the user (or QuPath), read from
+the file, estimated from the nuclei (`pipeline.scale.estimate_pixel_size`) when neither says, or, when the
+estimate fails, assumed to be the model's own. Every command and the bridge report it the same way
+(`Scale.to_json`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Scale:
     """The pixel size used for an image (µm/px at level 0; None when unknown) and how it was found."""
 
     pixel_size: float | None
-    source: str          # given | file | estimated | assumed (the model's own) | unknown (model without µm scale)
+    source: str  # given | file | estimated | assumed (the model's own) | unknown (model without µm scale)
     note: str
 
     @property
@@ -35,14 +36,14 @@ class Scale:
 
     def to_json(self) -> dict[str, Any]:
         """`{"pixelSize", "source", "note"}` for summaries, sidecars and job results."""
-        return {"pixelSize": None if self.pixel_size is None else round(self.pixel_size, 5), "source": self.source,
-                "note": self.note}
+        return {"pixelSize": None if self.pixel_size is None else round(self.pixel_size, 5),
+                "source": self.source, "note": self.note}
 
 
 def find_scale(slide: Slide, given: float | None, model_mpp: float | None,
                roi: BaseGeometry | None = None) -> Scale:
-    """The scale of `slide`: `given` (already checked) first, then the file's, then an estimate from the nuclei
-    of the region's centre (only when the model works at a µm scale: `model_mpp`)."""
+    """The scale of `slide`: `given` (already checked) first, then the file's, then an estimate from the
+    nuclei of the region's centre (only when the model works at a µm scale: `model_mpp`)."""
     if given is not None:
         return Scale(given, GIVEN, f"pixel size given: {given:.4g} µm/px")
     if slide.mpp is not None:

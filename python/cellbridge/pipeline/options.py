@@ -1,11 +1,12 @@
-"""Run options, declared once: the CLI flags, the bridge's request keys, batch and Dask workers all build the same
-`RunOptions` from the table below, with the same checks and the same error messages.
+"""Run options, declared once: the CLI flags, the bridge's request keys, batch and Dask workers all build the
+same `RunOptions` from the table below, with the same checks and the same error messages.
 
 A `RunOptions` is immutable. A loaded model (`pipeline.run.Pipeline`) never stores a run's options: each run
 gets its own `RunOptions`, merged with the model's defaults (model.json) for that call only.
 
-Pixel sizes: a value given by the user must lie in `PLAUSIBLE_PIXEL_SIZE_UM` (else a clear error); a file's own
-metadata outside it is treated as unknown (with a warning), and the scale is then estimated from the nuclei.
+Pixel sizes: a value given by the user must lie in `PLAUSIBLE_PIXEL_SIZE_UM` (else a clear error); a file's
+own metadata outside it is treated as unknown (with a warning), and the scale is then estimated from the
+nuclei.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 
 from cellbridge.errors import CellBridgeError
 
-PLAUSIBLE_PIXEL_SIZE_UM = (0.02, 10.0)  # µm/px: from beyond-40x scans to coarse overviews in which nuclei are ~1 px
-ESTIMATE = "estimate"                    # --pixel-size estimate: the default when the file gives no pixel size
+PLAUSIBLE_PIXEL_SIZE_UM = (0.02, 10.0)  # µm/px: beyond-40x scans to overviews where nuclei are ~1 px across
+ESTIMATE = "estimate"                    # --pixel-size estimate: the default when the file gives none
 MAX_BATCH_SIZE = 256
 TILE_SIZE_RANGE = (64, 8192)             # as model.json allows
 MAX_CELL_EXPANSION_UM = 100.0
@@ -31,7 +32,7 @@ class OptionError(CellBridgeError):
     """An option with an unknown name or a value outside what it accepts."""
 
 
-# ---- value checks: each takes the value and the name to print, returns the checked value or raises ---------------
+# ---- value checks: each takes the value and the name to print, returns the checked value or raises ------
 def _integer(low: int, high: int) -> Callable[[Any, str], int]:
     def check(value: Any, name: str) -> int:
         if isinstance(value, str):
@@ -74,16 +75,18 @@ def _device(value: Any, name: str) -> str:
 
 
 def check_pixel_size(value: Any, name: str = "the pixel size") -> float | None:
-    """A pixel size given by the user: a number of µm/px in the plausible range, or None / 'estimate' (find it:
-    from the file, else from the nuclei)."""
+    """A pixel size given by the user: a number of µm/px in the plausible range, or None / 'estimate' (find
+    it: from the file, else from the nuclei)."""
     if value is None or (isinstance(value, str) and value.strip().lower() == ESTIMATE):
         return None
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise OptionError(f"{name} must be µm per pixel (e.g. 0.25) or '{ESTIMATE}', got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise OptionError(f"{name} must be µm per pixel (e.g. 0.25) or '{ESTIMATE}', "
+                              f"got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
         raise OptionError(f"{name} must be a positive number of µm per pixel, got {value!r}")
     low, high = PLAUSIBLE_PIXEL_SIZE_UM
     if not low <= value <= high:
@@ -117,7 +120,7 @@ def _positivity(value: Any, name: str) -> tuple[float, ...]:
         raise OptionError(f"{name}: {error}") from None
 
 
-# ---- the table -----------------------------------------------------------------------------------------------
+# ---- the table ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Declared:
     """How a `RunOptions` field is spelt and checked outside Python: request key, CLI flag, help."""
@@ -144,38 +147,40 @@ class RunOptions:
     batch_size: int = _option(4, "batchSize", "--batch-size",
                               "tiles per forward pass; halves itself on out-of-memory (default 4)",
                               _integer(1, MAX_BATCH_SIZE))
-    tile_size: int | None = _option(None, "tileSize", "--tile", "tile size in model pixels (default: the model's)",
-                                    _integer(*TILE_SIZE_RANGE))
+    tile_size: int | None = _option(None, "tileSize", "--tile", "tile size in model pixels (default: the "
+                                    "model's)", _integer(*TILE_SIZE_RANGE))
     overlap: int | None = _option(None, "overlap", "--overlap",
                                   "tile overlap in model pixels (default: the model's)",
                                   _integer(0, TILE_SIZE_RANGE[1] // 2))
     pixel_size: float | None = _option(
         None, "pixelSize", "--pixel-size",
-        "µm per pixel of the input when its file does not say, or 'estimate' (the default: found from the nuclei "
-        f"when the file does not say; plausible range {PLAUSIBLE_PIXEL_SIZE_UM[0]:g}–"
-        f"{PLAUSIBLE_PIXEL_SIZE_UM[1]:g})", check_pixel_size)
+        "µm per pixel of the input (instead of the file's), or 'estimate': the default for files that do not "
+        f"say, found from the nuclei (plausible range {PLAUSIBLE_PIXEL_SIZE_UM[0]:g}–"
+        f"{PLAUSIBLE_PIXEL_SIZE_UM[1]:g} µm/px)", check_pixel_size)
     tissue: bool = _option(True, "tissue", "--no-tissue", "process every tile, not only tissue", _boolean,
                            negative_flag=True)
     threshold: float | None = _option(None, "threshold", "--threshold",
-                                      "score threshold (detectors) / peak threshold (nuclei); default: the model's",
-                                      _number(0.0, 1.0, "a number within 0–1"))
-    cell_expansion: float = _option(0.0, "cellExpansion", "--cell-expansion",
-                                    "grow cells this many µm around nuclei (px when the pixel size is unknown); "
-                                    "cells never overlap (default 0: nuclei only)",
-                                    _number(0.0, MAX_CELL_EXPANSION_UM, f"a number of µm within 0–"
+                                      "score threshold (detectors) / peak threshold (nuclei); default: the "
+                                      "model's", _number(0.0, 1.0, "a number within 0–1"))
+    cell_expansion: float = _option(
+        0.0, "cellExpansion", "--cell-expansion",
+        "grow cells this many µm around nuclei (px when the pixel size is unknown); cells never overlap "
+        "(default 0: nuclei only)", _number(0.0, MAX_CELL_EXPANSION_UM, f"a number of µm within 0–"
                                                                         f"{MAX_CELL_EXPANSION_UM:g}"))
     measure: bool = _option(True, "measure", None, "measure each object (intensity, shape)", _boolean)
-    stain: str = _option("he", "stain", None, "he, or ihc-dab: score each nucleus's DAB optical density", _stain)
+    stain: str = _option("he", "stain", None, "he, or ihc-dab: score each nucleus's DAB optical density",
+                         _stain)
     stains: Any = _option("estimate", "stainVectors", None,
                           "ihc-dab: estimate (Macenko, per image), default, or stain vectors", _stain_vectors)
     positivity: tuple[float, ...] = _option((0.2, 0.4, 0.6), "positivity", None,
-                                            "DAB OD thresholds: three (Negative/1+/2+/3+) or one", _positivity)
+                                            "DAB OD thresholds: three (Negative/1+/2+/3+) or one",
+                                            _positivity)
     # set by the program, not by users
     readers: int = 2
     postprocess_workers: int = 2
     postprocess_processes: bool | None = None  # worker processes (None: on Linux, for runs of ≥ 48 tiles)
-    engine: Mapping[str, Any] = field(default_factory=dict)  # engine options by model.json name (checked by it)
-    classifier: str | Path | None = None     # a classifier file (reference colours or trained) applied after measuring
+    engine: Mapping[str, Any] = field(default_factory=dict)  # engine options by model.json name (it checks)
+    classifier: str | Path | None = None     # a classifier file (colours or trained), after measuring
     stain_vectors: Any = None                # cellbridge.ihc.StainVectors resolved for this image (IHC)
     derive_classes: bool = False             # IHC: keep the model's class as parent (e.g. "Tumor: 2+")
     progress: bool = False
@@ -223,15 +228,16 @@ class RunOptions:
 
 def declared() -> dict[str, Declared]:
     """The user-facing fields of RunOptions, by field name."""
-    return {f.name: f.metadata["declared"] for f in dataclasses.fields(RunOptions) if "declared" in f.metadata}
+    return {f.name: f.metadata["declared"] for f in dataclasses.fields(RunOptions)
+            if "declared" in f.metadata}
 
 
 def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def add_run_arguments(parser: argparse.ArgumentParser | Any, *names: str, help: Mapping[str, str] | None = None
-                      ) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser | Any, *names: str,
+                      help: Mapping[str, str] | None = None) -> None:
     """Add the CLI flags of the named RunOptions fields (checked as the request parser checks them)."""
     table = declared()
     for name in names:
