@@ -155,3 +155,19 @@ def test_a_runs_options_leave_the_loaded_model_as_it_was(tissue: np.ndarray) -> 
     strict = list(pipeline.objects(slide, options=pipeline.options.with_changes(threshold=0.5, cell_expansion=3.0)))
     assert len(strict) < len(default) and all(o.object_type == "cell" for o in strict)
     assert len(list(pipeline.objects(slide))) == len(default) and pipeline.engine.options == before
+
+
+@pytest.mark.parametrize("command", [["nuclei", "a.png", "--out", "a.geojson"],
+                                     ["detect", "a.png", "--model", "m", "--out", "a.geojson"],
+                                     ["segment", "a.png", "--model", "m", "--out", "a.geojson"],
+                                     ["batch", "a.png", "--out-dir", "out"],
+                                     ["evaluate", "--task", "nuclei", "--model", "m", "--data", "d"]])
+def test_every_command_takes_the_same_pixel_size_option(command: list[str], capsys) -> None:
+    from cellbridge.cli.main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([*command, "--pixel-size", "estimate"]).pixel_size is None
+    assert parser.parse_args([*command, "--pixel-size", "0.25"]).pixel_size == 0.25
+    with pytest.raises(SystemExit):
+        parser.parse_args([*command, "--pixel-size", "1e300"])
+    assert "outside the plausible range 0.02–10 µm/px" in capsys.readouterr().err
