@@ -43,12 +43,16 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
     /** The protocol version this class writes. */
     public static final int PROTOCOL = 1;
 
-    /** What a job does. */
+    /** What a job does: the model's task, named as model.json, the protocol and the command line name it. */
     public enum Task {
         /** Nucleus segmentation (optionally cells by expansion). */
         NUCLEI,
         /** Object detection (boxes or polygons). */
-        DETECT;
+        DETECT,
+        /** Regions by class (semantic U-Net): annotations. */
+        SEMANTIC,
+        /** Objects such as glands (U-Net + distance, or Mask R-CNN): one polygon each. */
+        INSTANCE;
 
         /** @return the protocol's name, e.g. {@code "nuclei"} */
         public String protocolName() {

@@ -292,7 +292,7 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
         }
 
         /**
-         * @param task "nuclei" or "detect" (any case), or null for the model's own task
+         * @param task "nuclei", "detect", "semantic" or "instance" (any case), or null for the model's own task
          * @return this builder
          */
         public Builder task(String task) {
@@ -306,7 +306,9 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
                     return this;
                 }
             }
-            throw new IllegalArgumentException("unknown task '" + task + "'; expected nuclei or detect");
+            throw new IllegalArgumentException("unknown task '" + task + "'; expected one of "
+                    + Arrays.stream(JobRequest.Task.values()).map(JobRequest.Task::protocolName)
+                            .collect(Collectors.joining(", ")));
         }
 
         /**
