@@ -87,7 +87,7 @@ def check_pixel_size(value: Any, name: str = "the pixel size") -> float | None:
                               f"got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value <= 0:
-        raise OptionError(f"{name} must be a positive number of µm per pixel, got {value!r}")
+        raise OptionError(f"{name} must be a positive number, got {value!r}")
     low, high = PLAUSIBLE_PIXEL_SIZE_UM
     if not low <= value <= high:
         raise OptionError(f"{name} {value:g} µm/px is outside the plausible range {low:g}–{high:g} µm/px")
