@@ -125,6 +125,7 @@ def test_a_runaway_tile_plan_is_refused_at_submit() -> None:
     ({"tissue": "no"}, "option 'tissue' must be true or false, got 'no'"),
     ({"threshold": float("nan")}, "option 'threshold' must be a number within 0–1"),
     ({"tileSize": 10**9}, "option 'tileSize' must be an integer within 64–8192"),
+    ({"tileSize": "256"}, "option 'tileSize' must be an integer within 64–8192, got '256'"),
     ({"cellExpansion": -3}, "option 'cellExpansion' must be a number of µm within 0–100"),
 ])
 def test_request_options_are_typed_and_checked(options: dict, message: str) -> None:

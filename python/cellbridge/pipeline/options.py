@@ -35,11 +35,6 @@ class OptionError(CellBridgeError):
 # ---- value checks: each takes the value and the name to print, returns the checked value or raises ------
 def _integer(low: int, high: int) -> Callable[[Any, str], int]:
     def check(value: Any, name: str) -> int:
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             what = {0: f"a non-negative integer ≤ {high}", 1: f"a positive integer ≤ {high}"}.get(
                 low, f"an integer within {low}–{high}")
@@ -50,11 +45,6 @@ def _integer(low: int, high: int) -> Callable[[Any, str], int]:
 
 def _number(low: float, high: float, what: str) -> Callable[[Any, str], float]:
     def check(value: Any, name: str) -> float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or not low <= value <= high:
             raise OptionError(f"{name} must be {what}, got {value!r}")
@@ -80,11 +70,8 @@ def check_pixel_size(value: Any, name: str = "the pixel size") -> float | None:
     if value is None or (isinstance(value, str) and value.strip().lower() == ESTIMATE):
         return None
     if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise OptionError(f"{name} must be µm per pixel (e.g. 0.25) or '{ESTIMATE}', "
-                              f"got {value!r}") from None
+        raise OptionError(f"{name} must be a positive number (µm per pixel, e.g. 0.25) or '{ESTIMATE}', "
+                          f"got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value <= 0:
         raise OptionError(f"{name} must be a positive number, got {value!r}")
@@ -252,10 +239,20 @@ def add_run_arguments(parser: argparse.ArgumentParser | Any, *names: str,
                                 default=None if name != "device" else "auto")
 
 
+def _typed(text: str) -> Any:
+    """A command-line word as the value a request would carry: an integer, a number, or the word itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _argparse_type(d: Declared, name: str) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         try:
-            value = d.check(text, d.flag or name)
+            value = d.check(_typed(text), d.flag or name)
         except OptionError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
         return value
