@@ -154,7 +154,7 @@ class Shifted(TruthPipeline):
         super().__init__()
         self.dx = dx
 
-    def objects(self, slide):
+    def objects(self, slide, on_plan=None):
         from shapely.affinity import translate
 
         return [PathObject(translate(o.locating_geometry, xoff=self.dx)) for o in super().objects(slide)]
