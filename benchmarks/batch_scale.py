@@ -25,6 +25,7 @@ def main() -> None:
 
     from cellbridge.batch import BatchOptions, run_batch
     from cellbridge.engines.device import available_cores
+    from cellbridge.pipeline.options import RunOptions
     from cellbridge.synth import SynthConfig, generate_slide
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -39,7 +40,7 @@ def main() -> None:
         for name, extra in (("in this process", {}),
                             (f"LocalCluster, {args.workers} workers", {"scheduler": "local",
                                                                       "workers": args.workers})):
-            options = BatchOptions("nuclei-he", work / f"out-{len(rows)}", device="cpu", resume=False,
+            options = BatchOptions("nuclei-he", work / f"out-{len(rows)}", RunOptions(device="cpu"), resume=False,
                                    progress=False, **extra)
             start = time.perf_counter()
             summary = run_batch(slides, options)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cellbridge.batch import BatchOptions, CountsRow, CountsTable, read_project, run_batch
+from cellbridge.pipeline.options import RunOptions
 from cellbridge.batch.projects import ProjectError, uri_to_path
 from cellbridge.batch.runner import BatchCancelled, output_paths, run_parameters, signature_of
 from cellbridge.cli import batch as batch_cli
@@ -88,7 +89,9 @@ def model_of(name: str):
 
 def options(out: Path, **kwargs) -> BatchOptions:
     kwargs.setdefault("tile_size", SIZE)  # one tile per slide: quick on a CPU
-    return BatchOptions(MODEL, out, device="cpu", batch_size=2, progress=False, **kwargs)
+    run = RunOptions(device="cpu", batch_size=2, **{k: kwargs.pop(k) for k in ("tile_size", "tissue")
+                                                   if k in kwargs})
+    return BatchOptions(MODEL, out, run, progress=False, **kwargs)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -204,7 +207,7 @@ def test_batch_writes_geojson_and_counts_and_resumes(tmp_path: Path, slides: lis
     assert [o.counts for o in third.outcomes] == [o.counts for o in summary.outcomes]
     assert [r["status"] for r in read_csv(out / "counts.csv")] == ["skipped", "done", "done"]
     # other parameters give another signature
-    other = BatchOptions(MODEL, out, tile_size=SIZE, tissue=False)
+    other = BatchOptions(MODEL, out, RunOptions(tile_size=SIZE, tissue=False))
     assert signature_of(run_parameters(other, *model_of(MODEL))) != summary.signature
 
 

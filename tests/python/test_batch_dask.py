@@ -16,6 +16,7 @@ import distributed
 import pytest
 
 from cellbridge.batch import BatchOptions, run_batch
+from cellbridge.pipeline.options import RunOptions
 from cellbridge.batch.distributed import model_loads
 from cellbridge.cli import batch as batch_cli
 from cellbridge.io.qupath_geojson import read_objects
@@ -35,7 +36,9 @@ def slides(tmp_path_factory) -> list[Path]:
 
 
 def options(out: Path, **kwargs) -> BatchOptions:
-    return BatchOptions(MODEL, out, device="cpu", batch_size=2, progress=False, **kwargs)
+    run = RunOptions(device="cpu", batch_size=2, **{k: kwargs.pop(k) for k in ("tile_size", "tissue")
+                                                   if k in kwargs})
+    return BatchOptions(MODEL, out, run, progress=False, **kwargs)
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:

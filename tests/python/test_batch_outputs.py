@@ -12,6 +12,7 @@ from cellbridge.batch import BatchOptions, run_batch
 from cellbridge.batch.counts import CountsTableError
 from cellbridge.cli.main import main
 from cellbridge.io.qupath_geojson import read_objects
+from cellbridge.pipeline.options import RunOptions
 from cellbridge.synth import SynthConfig, build_scene, render_region
 
 MODEL = "classical"
@@ -32,7 +33,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 
 def options(out: Path) -> BatchOptions:
-    return BatchOptions(MODEL, out, device="cpu", progress=False)
+    return BatchOptions(MODEL, out, RunOptions(device="cpu"), progress=False)
 
 
 def rows(csv_path: Path) -> list[dict]:

@@ -94,8 +94,10 @@ def _objects(qpproj: Path) -> dict[str, object]:
 
 def _options(out: Path, **kw):
     from cellbridge.batch.runner import BatchOptions
+    from cellbridge.pipeline.options import RunOptions
 
-    return BatchOptions("nuclei-he", out, device="cpu", pixel_size=0.5, progress=False, write_to_project=True, **kw)
+    run = RunOptions(device="cpu", pixel_size=0.5, cell_expansion=kw.pop("cell_expansion", 0.0))
+    return BatchOptions("nuclei-he", out, run, progress=False, write_to_project=True, **kw)
 
 
 def test_batch_writes_into_the_project_replacing_only_its_own_objects(qupath, tmp_path: Path) -> None:

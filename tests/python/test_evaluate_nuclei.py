@@ -45,7 +45,7 @@ class TruthPipeline:
     def __init__(self, drop_every: int = 0) -> None:
         self.drop_every = drop_every
 
-    def objects(self, slide):
+    def objects(self, slide, on_plan=None):
         scene = build_scene(SynthConfig(width=320, height=256, tissue_fraction=1.0, seed=int(slide.path.name[-2:])))
         return [PathObject(scene.polygon(i)) for i in range(len(scene))
                 if not self.drop_every or i % self.drop_every]
@@ -99,7 +99,7 @@ def test_glas_scores_of_gland_outputs(tmp_path: Path) -> None:
         def __init__(self, keep: int) -> None:
             self.keep = keep
 
-        def objects(self, slide):
+        def objects(self, slide, on_plan=None):
             return [PathObject(g.outline) for g in scene.glands[:self.keep]]
 
     images = read_label_folder(root)
@@ -154,7 +154,7 @@ class Shifted(TruthPipeline):
         super().__init__()
         self.dx = dx
 
-    def objects(self, slide):
+    def objects(self, slide, on_plan=None):
         from shapely.affinity import translate
 
         return [PathObject(translate(o.locating_geometry, xoff=self.dx)) for o in super().objects(slide)]

@@ -39,9 +39,9 @@ def centres(objects) -> np.ndarray:
 
 
 def run(pipeline: Pipeline, slide_path: Path, tile: int, overlap: int, **kwargs):
-    pipeline.options.tile_size, pipeline.options.overlap = tile, overlap
+    options = pipeline.options.with_changes(tile_size=tile, overlap=overlap)
     with open_slide(slide_path) as slide:
-        return list(pipeline.objects(slide, **kwargs))
+        return list(pipeline.objects(slide, options=options, **kwargs))
 
 
 def test_finds_the_true_nuclei_with_accurate_outlines(pipeline: Pipeline, synthetic) -> None:

@@ -140,6 +140,27 @@ def test_ihc_job_classifies_nuclei_by_dab(service: CellBridgeService, tmp_path: 
     assert "'stain' must be 'he' or 'ihc-dab'" in error(service.submit(request(path, options={"stain": "pas"})))
 
 
+def centres(objects: list) -> list[tuple[float, float]]:
+    return sorted((round(o.geometry.centroid.x, 1), round(o.geometry.centroid.y, 1)) for o in objects)
+
+
+def test_a_jobs_options_never_change_the_next_jobs_results(image) -> None:
+    """Two jobs with different options on one server give what two fresh servers give."""
+    path, _ = image
+
+    def run(server: CellBridgeService, options: dict) -> list[tuple[float, float]]:
+        job = value(server.submit(request(path, model="classical", options={"device": "cpu", **options})))
+        assert wait(server, job)["state"] == "done"
+        return centres(collect(server, job))
+
+    strict, default = {"threshold": 0.9, "tileSize": 256}, {}
+    shared = CellBridgeService(device="cpu")
+    one_server = [run(shared, strict), run(shared, default), run(shared, strict)]
+    fresh = [run(CellBridgeService(device="cpu"), options) for options in (strict, default)]
+    assert len(fresh[1]) > 50 and len(fresh[0]) < len(fresh[1]) / 2  # the threshold matters
+    assert one_server == [fresh[0], fresh[1], fresh[0]]
+
+
 BAD_REQUESTS = [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "must be a JSON object"),
@@ -220,6 +241,43 @@ def test_serve_prints_ready_line_listens_on_loopback_and_stops_with_idle_timeout
             process.kill()
     assert process.stdout.read() == ""  # nothing but the ready line on stdout
     assert "idle" in process.stderr.read()
+    assert not token_file.exists()  # removed on exit
+
+
+def test_serve_takes_the_token_from_cellbridge_token_into_the_launchers_empty_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "launcher.token"
+    token_file.touch(mode=0o644)  # as the QuPath launcher does (Files.createTempFile)
+    env = {**os.environ, "CELLBRIDGE_TOKEN": "a-token-chosen-by-the-caller-42"}
+    process = subprocess.Popen([sys.executable, "-m", "cellbridge", "serve", "--token-file", str(token_file),
+                                "--idle-timeout", "2", "--device", "cpu"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(process.stdout.readline())
+        assert "token" not in ready
+        assert token_file.read_text() == env["CELLBRIDGE_TOKEN"]
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not token_file.exists()
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda target, path: path.symlink_to(target), "symbolic link"),
+    (lambda target, path: os.link(target, path), "refused to overwrite"),
+    (lambda target, path: path.write_text("keep me"), "refused to overwrite"),
+])
+def test_token_file_never_follows_a_link_or_overwrites_a_file(tmp_path: Path, setup, message: str) -> None:
+    from cellbridge.cli.main import main
+
+    target = tmp_path / "precious.txt"
+    target.write_text("precious")
+    path = tmp_path / "token"
+    setup(target, path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.is_symlink()}
+    assert main(["serve", "--token-file", str(path), "--device", "cpu"]) == 2
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.is_symlink()} == before
 
 
 def test_serve_exits_when_its_parent_dies(tmp_path: Path) -> None:

@@ -1,12 +1,14 @@
 """Run one model over every image of QuPath projects and over slide files, without QuPath.
 
-    summary = run_batch(["/data/p1/project.qpproj", "/data/p2", "/slides/a.svs"], BatchOptions("nuclei-he", out))
+    summary = run_batch(["/data/p1/project.qpproj", "/data/p2", "/slides/a.svs"],
+                        BatchOptions("nuclei-he", out, RunOptions(device="cpu")))
 
 Layout of `out_dir`:
 
     out/counts.csv                               one row per image: counts per class (see `counts.py`)
     out/<project>/<entryID>-<image>.geojson       QuPath GeoJSON of the image's objects (File ▸ Import objects)
-    out/<project>/<entryID>-<image>.cellbridge.json   what produced it: model, parameters, image file, counts
+    out/<project>/<entryID>-<image>.cellbridge.json   what produced it: model, parameters, image file, counts,
+                                                      the pixel size used and how it was found ("scale")
     out/slides/<image>.geojson                    the same for slide files given directly
 
 Images run one after the other in this process, or (`BatchOptions.scheduler`) one task per image on Dask
@@ -43,6 +45,7 @@ from cellbridge.batch.counts import CountsRow, CountsTable
 from cellbridge.batch.projects import ProjectError, ProjectImage, QuPathProject, read_project
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.atomic import atomic_write, remove_leftovers
+from cellbridge.pipeline.options import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +63,11 @@ class BatchCancelled(CellBridgeError):
 
 @dataclass
 class BatchOptions:
-    """What to run and how (None: the model package's own value)."""
+    """What to run (`run`: the options of every image's run, as the CLI and the bridge build them) and how."""
 
     model: str
     out_dir: Path
-    device: str = "auto"
-    batch_size: int = 4
-    tile_size: int | None = None
-    overlap: int | None = None
-    cell_expansion: float = 0.0
-    threshold: float | None = None
-    tissue: bool = True
-    pixel_size: float | None = None
+    run: RunOptions = field(default_factory=RunOptions)
     resume: bool = True
     reader: str = "auto"
     progress: bool = True
@@ -151,7 +147,7 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
     out_dir = Path(options.out_dir)
     model_dir = resolve_model_dir(options.model)
     spec = read_spec(model_dir)
-    if options.cell_expansion > 0 and spec.task != "nuclei":
+    if options.run.cell_expansion > 0 and spec.task != "nuclei":
         raise CellBridgeError(f"model {options.model!r} is a {spec.task} model; cell expansion needs a nuclei model")
     parameters = run_parameters(options, spec, model_dir)
     signature = signature_of(parameters)
@@ -253,17 +249,18 @@ def _run_here(runner: ImageRunner, tasks: dict[int, ImageTask],
 
 def run_parameters(options: BatchOptions, spec: Any, model_dir: Path) -> dict[str, Any]:
     """Everything that changes the objects an image gets: the model's identity and the effective parameters."""
+    run = options.run
     return {
         "model": options.model,
         "modelVersion": spec.version,
         "modelWeights": _file_digest(model_dir / spec.weights),
         "task": spec.task,
-        "tileSize": options.tile_size or spec.tile_size,
-        "overlap": spec.overlap if options.overlap is None else options.overlap,
-        "cellExpansion": float(options.cell_expansion),
-        "threshold": options.threshold,
-        "tissue": bool(options.tissue),
-        "pixelSize": options.pixel_size,
+        "tileSize": run.tile_size or spec.tile_size,
+        "overlap": spec.overlap if run.overlap is None else run.overlap,
+        "cellExpansion": float(run.cell_expansion),
+        "threshold": run.threshold,
+        "tissue": bool(run.tissue),
+        "pixelSize": run.pixel_size,  # None: the file's, else estimated from the nuclei (see the sidecar's scale)
     }
 
 
@@ -375,9 +372,9 @@ class ImageRunner:
         try:
             stamp = _file_stamp(image.path)
             started = time.perf_counter()
-            counts = self._detect(image.path, geojson)
+            counts, scale = self._detect(image.path, geojson)
             outcome.seconds = time.perf_counter() - started
-            self._write_sidecar(sidecar, image, stamp, counts, geojson, outcome.seconds)
+            self._write_sidecar(sidecar, image, stamp, counts, geojson, outcome.seconds, scale)
             outcome.status, outcome.counts = "done", counts
             remove_leftovers(geojson)  # of an earlier attempt killed mid-write (e.g. a lost Dask worker)
             remove_leftovers(sidecar)
@@ -388,31 +385,24 @@ class ImageRunner:
             outcome.error = _describe(error)
         return outcome
 
-    def _detect(self, path: Path, geojson: Path) -> dict[str, int]:
+    def _detect(self, path: Path, geojson: Path) -> tuple[dict[str, int], dict[str, Any] | None]:
         from cellbridge.io.slides import open_slide
 
         pipeline = self._load()
-        with open_slide(path, mpp=self.options.pixel_size) as slide:
+        with open_slide(path) as slide:
             result = pipeline.run(slide, geojson)
-        return dict(result.class_counts)
+        return dict(result.class_counts), None if result.scale is None else result.scale.to_json()
 
     def _load(self) -> Any:
         if self._pipeline is None:
-            from cellbridge.pipeline.run import Pipeline, RunOptions
+            from cellbridge.pipeline.run import Pipeline
 
-            task = self.parameters["task"]
-            engine: dict[str, Any] = {}
-            if self.options.threshold is not None:
-                engine["score_threshold" if task == "detect" else "peak_threshold"] = self.options.threshold
             if self.options.threads:
                 import torch
 
                 torch.set_num_threads(self.options.threads)
             self.loads += 1
-            self._pipeline = Pipeline(self.options.model, RunOptions(
-                device=self.options.device, batch_size=self.options.batch_size, tile_size=self.options.tile_size,
-                overlap=self.options.overlap, tissue=self.options.tissue, pixel_size=self.options.pixel_size,
-                cell_expansion=self.options.cell_expansion, engine=engine, progress=False))
+            self._pipeline = Pipeline(self.options.model, self.options.run.with_changes(progress=False))
         return self._pipeline
 
     def _previous(self, geojson: Path, sidecar: Path,
@@ -433,11 +423,11 @@ class ImageRunner:
         return {str(k): v for k, v in counts.items()}, float(seconds) if isinstance(seconds, (int, float)) else None
 
     def _write_sidecar(self, sidecar: Path, image: ProjectImage, stamp: dict[str, int], counts: dict[str, int],
-                       geojson: Path, seconds: float) -> None:
+                       geojson: Path, seconds: float, scale: dict[str, Any] | None) -> None:
         data = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "signature": self.signature,
                 "parameters": self.parameters, "project": str(image.project), "imageId": image.entry_id,
                 "image": image.name, "uri": image.uri, "imageFile": stamp, "geojson": geojson.name,
-                "objects": sum(counts.values()), "counts": counts, "seconds": round(seconds, 2),
+                "objects": sum(counts.values()), "counts": counts, "scale": scale, "seconds": round(seconds, 2),
                 "worker": worker_name(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with atomic_write(sidecar) as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)

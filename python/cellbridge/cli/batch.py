@@ -8,8 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from cellbridge.cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from cellbridge.cli.argtypes import positive_int
 from cellbridge.models import DEFAULT_NUCLEI_MODEL
+from cellbridge.pipeline.options import add_run_arguments
 
 EXIT_SOME_FAILED = 1
 
@@ -33,16 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=DEFAULT_NUCLEI_MODEL, help=f"model folder or name (default {DEFAULT_NUCLEI_MODEL}; "
                         "see `cellbridge models`)")
     parser.add_argument("--out-dir", required=True, help="output folder: counts.csv and <project>/<id>-<image>.geojson")
-    parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass (default 4)")
-    parser.add_argument("--tile", type=positive_int, help="tile size in model pixels (default: the model's)")
-    parser.add_argument("--overlap", type=non_negative_int, help="tile overlap in model pixels (default: the model's)")
-    parser.add_argument("--cell-expansion", type=non_negative_float, default=0.0,
-                        help="grow cells this many µm around nuclei (nuclei models; default 0: nuclei only)")
-    parser.add_argument("--threshold", type=non_negative_float,
-                        help="score threshold (detector) / peak threshold (nuclei)")
-    parser.add_argument("--pixel-size", type=positive_float, help="µm per pixel for images whose files do not say")
-    parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue")
+    add_run_arguments(parser, "device", "batch_size", "tile_size", "overlap", "cell_expansion", "threshold",
+                      "pixel_size", "tissue")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", dest="resume", action="store_true", default=True,
                         help="skip images already done with the same model and parameters (default)")
@@ -87,12 +80,11 @@ def run_classify(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the batch, print a JSON summary; exit 1 when any image failed."""
     from cellbridge.batch.runner import BatchOptions, run_batch
+    from cellbridge.pipeline.options import RunOptions
 
-    options = BatchOptions(model=args.model, out_dir=Path(args.out_dir), device=args.device,
-                           batch_size=args.batch_size, tile_size=args.tile, overlap=args.overlap,
-                           cell_expansion=args.cell_expansion, threshold=args.threshold, tissue=not args.no_tissue,
-                           pixel_size=args.pixel_size, resume=args.resume, reader=args.reader, progress=True,
-                           csv_name=args.csv, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+    options = BatchOptions(model=args.model, out_dir=Path(args.out_dir), run=RunOptions.from_args(args),
+                           resume=args.resume, reader=args.reader, progress=True, csv_name=args.csv,
+                           scheduler=args.scheduler, workers=args.workers, threads=args.threads,
                            write_to_project=args.write_to_project)
     summary = run_batch(args.projects, options)
     for failure in summary.failures:

@@ -6,9 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cellbridge.cli.argtypes import non_negative_float, non_negative_int, positive_int
-from cellbridge.cli.options import parse_pixel_size
 from cellbridge.models import DEFAULT_NUCLEI_MODEL
+from cellbridge.pipeline.options import add_run_arguments
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -17,18 +16,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--out", help="output QuPath GeoJSON (one input)")
     where.add_argument("--out-dir", help="output folder: <stem>.geojson per input")
     parser.add_argument("--roi", help="QuPath GeoJSON whose annotation polygons limit the region")
-    parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass; halves itself on "
-                        "out-of-memory (default 4)")
-    parser.add_argument("--tile", type=positive_int, help="tile size in model pixels (default: the model's)")
-    parser.add_argument("--overlap", type=non_negative_int, help="tile overlap in model pixels (default: the model's)")
-    parser.add_argument("--pixel-size", type=parse_pixel_size, help="µm per pixel of the input when the file does "
-                        "not say, or 'estimate' (from a first classical pass over the nuclei)")
-    parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue")
+    add_run_arguments(parser, "device", "batch_size", "tile_size", "overlap", "pixel_size", "tissue", "threshold")
     parser.add_argument("--overlay", help="also write a PNG of the objects over a downsampled view (with "
                         "--out-dir: a folder for <stem>.png)")
-    parser.add_argument("--threshold", type=non_negative_float,
-                        help="score threshold (detector) / peak threshold (nuclei)")
     parser.add_argument("--classifier", help="classify objects after measuring: a reference-colour JSON "
                         "({\"classes\": {\"Positive\": [r,g,b], ...}}) or a classifier saved by CellBridge")
 
@@ -49,9 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "written as QuPath detections (or cells with --cell-expansion).")
     _common(nuclei)
     nuclei.add_argument("--model", default=DEFAULT_NUCLEI_MODEL, help=f"default {DEFAULT_NUCLEI_MODEL}")
-    nuclei.add_argument("--cell-expansion", type=non_negative_float, default=0.0,
-                        help="grow cells this many µm around nuclei (px when the pixel size is unknown); "
-                             "cells never overlap (default 0: nuclei only)")
+    add_run_arguments(nuclei, "cell_expansion")
     nuclei.add_argument("--foreground", choices=["model", "otsu"], help="nucleus foreground: the model's "
                         "(default) or Otsu on hematoxylin")
     ihc = nuclei.add_argument_group("IHC scoring (QuPath's positive cell detection conventions; OD = optical "
@@ -110,16 +98,11 @@ def run(args: argparse.Namespace) -> int:
 
     outputs = _outputs(args)  # every output checked before the model loads
     engine: dict = {}
-    if args.threshold is not None:
-        engine["score_threshold" if args.task == "detect" else "peak_threshold"] = args.threshold
     if args.task == "detect" and args.points:
         engine["output"] = "points"
     if args.task == "nuclei" and args.foreground:
         engine["foreground"] = args.foreground
-    options = RunOptions(device=args.device, batch_size=args.batch_size, tile_size=args.tile, overlap=args.overlap,
-                         tissue=not args.no_tissue, pixel_size=_number(args.pixel_size),
-                         estimate_scale=args.pixel_size == "estimate", engine=engine, progress=True,
-                         cell_expansion=getattr(args, "cell_expansion", 0.0), classifier=args.classifier)
+    options = RunOptions.from_args(args, engine=engine, progress=True, classifier=args.classifier)
     pipeline = Pipeline(args.model, options)
     if args.task == "nuclei" and pipeline.package.spec.task != "nuclei":
         raise CellBridgeError(f"model {args.model!r} is a {pipeline.package.spec.task} model; `nuclei` needs a "
@@ -131,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     summaries = []
 
     def run_one(source: str, out: Path, overlay: Path | None) -> None:
-        with open_slide(source, mpp=_number(args.pixel_size)) as slide:
+        with open_slide(source) as slide:
             if regions is None:
                 result = pipeline.run(slide, out, roi, overlay=overlay)
                 extra = {}
@@ -164,15 +147,15 @@ class RegionRun:
 
         self.args, self.pipeline, self.scoring = args, pipeline, scoring
         self.thresholds: tuple[float, ...] | None = None
+        self.options = pipeline.options  # this command's runs: the pipeline's options with the IHC ones
         if scoring:
             positivity = parse_positivity(args.positivity)
             if isinstance(positivity, Path):
-                from cellbridge.engines.classify import load_classifier
-                pipeline.classifier = load_classifier(positivity)
+                self.options = self.options.with_changes(classifier=positivity)
             else:
                 self.thresholds = tuple(positivity)
-                pipeline.options.positivity = self.thresholds
-            pipeline.options.derive_classes = args.keep_classes
+                self.options = self.options.with_changes(positivity=self.thresholds)
+            self.options = self.options.with_changes(derive_classes=args.keep_classes)
         self.regions = [o for o in read_objects(args.annotations) if o.object_type == "annotation"] \
             if args.annotations else []
         if args.annotations and not self.regions:
@@ -186,11 +169,12 @@ class RegionRun:
 
         from cellbridge.ihc import ReportImage, SlideSummary, stains_for_slide
 
-        mpp = slide.mpp or _number(self.args.pixel_size)
+        options = self.options
+        mpp = options.pixel_size or slide.mpp
         if self.scoring:
             stains, note = stains_for_slide(self.args.stain_vectors, slide)
             if self.thresholds is not None:
-                self.pipeline.options.stain_vectors = stains
+                options = options.with_changes(stain_vectors=stains)
             summary = SlideSummary(slide.path.name, [_copy(r) for r in self.regions], image_size=slide.dimensions,
                                    whole_image=roi, mpp=mpp,
                                    graded=self.thresholds is not None and len(self.thresholds) == 3,
@@ -209,7 +193,8 @@ class RegionRun:
             if report is not None:
                 report.draw(obj)
 
-        result = self.pipeline.run(slide, out, roi, overlay=overlay, on_object=each, trailer=summary.apply)
+        result = self.pipeline.run(slide, out, roi, overlay=overlay, on_object=each, trailer=summary.apply,
+                                   options=options)
         extra = {"stain_vectors": stains.to_json(), "stain_note": note} if self.scoring else {}
         extra["regions"] = [r.row() for r in summary.regions]
         if report is not None:
@@ -224,10 +209,6 @@ class RegionRun:
         if self.args.summary:
             from cellbridge.ihc.summary import COUNT_COLUMNS, CSV_COLUMNS, write_summary_csv
             write_summary_csv(self.rows, self.args.summary, CSV_COLUMNS if self.scoring else COUNT_COLUMNS)
-
-
-def _number(pixel_size: float | str | None) -> float | None:
-    return pixel_size if isinstance(pixel_size, float) else None
 
 
 def _copy(annotation):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cellbridge.cli.options import parse_pixel_size
+from cellbridge.pipeline.options import add_run_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "images held out by id: numeric id mod 5 == 0), train (the others) or all (default)")
     parser.add_argument("--only", help="nuclei: comma-separated image ids to score")
     parser.add_argument("--modality", help="nuclei: only images whose manifest modality contains this text")
-    parser.add_argument("--pixel-size", type=parse_pixel_size, help="µm per pixel of the images (default: the "
-                        "model's own), or 'estimate' per image from its nuclei")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    add_run_arguments(parser, "pixel_size", "device",
+                      help={"pixel_size": "µm per pixel of the images, or 'estimate' (the default: per image from "
+                                          "its nuclei)"})
     parser.add_argument("--json", dest="json_out", help="also write the full result (per image too) here")
     parser.set_defaults(func=run)
 
@@ -50,10 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
         only = [s.strip() for s in args.only.split(",")] if args.only else None
         images = read_nuclei_truth(args.data, only=only, modality=args.modality, split=args.split or "all")
-        size = args.pixel_size if isinstance(args.pixel_size, float) else None
-        pipeline = Pipeline(args.model, RunOptions(device=args.device, tissue=False, measure=False, pixel_size=size,
-                                                   estimate_scale=args.pixel_size == "estimate"))
-        result = evaluate_nuclei(pipeline, images, pixel_size=size, glas=args.task == "instance")
+        options = RunOptions.from_args(args, tissue=False, measure=False)
+        result = evaluate_nuclei(Pipeline(args.model, options), images, pixel_size=options.pixel_size,
+                                 glas=args.task == "instance")
         shown = result["overall"]
     if args.json_out:
         with atomic_write(args.json_out) as handle:

@@ -44,16 +44,3 @@ def load_roi(path: str) -> BaseGeometry:
     if not polygons:
         raise CellBridgeError(f"{path}: no polygon annotations to use as a region of interest")
     return shapely.union_all(polygons)
-
-
-def parse_pixel_size(text: str) -> float | str:
-    """`--pixel-size`: a positive number of µm per pixel, or `estimate` (guess it from the nuclei)."""
-    if text.strip().lower() == "estimate":
-        return "estimate"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected µm per pixel (e.g. 0.25) or 'estimate', got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"the pixel size must be positive, got {text!r}")
-    return value

@@ -6,7 +6,8 @@ import argparse
 import json
 from collections import defaultdict
 
-from cellbridge.cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from cellbridge.cli.argtypes import non_negative_float
+from cellbridge.pipeline.options import add_run_arguments
 
 TASKS = ("semantic", "instance")
 
@@ -31,15 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--roi", help="QuPath GeoJSON whose annotation polygons limit the region")
     parser.add_argument("--min-area", type=non_negative_float, help="drop regions/objects smaller than this many "
                         "model pixels² (default: the model's)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass; halves itself on "
-                        "out-of-memory (default 4)")
-    parser.add_argument("--tile", type=positive_int, help="tile size in model pixels (default: the model's)")
-    parser.add_argument("--overlap", type=non_negative_int, help="tile overlap in model pixels (default: the model's)")
-    parser.add_argument("--pixel-size", type=positive_float,
-                        help="µm per pixel of the input when the file does not say")
-    parser.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue (e.g. "
-                        "pale blood smears)")
+    add_run_arguments(parser, "device", "batch_size", "tile_size", "overlap", "pixel_size", "tissue",
+                      help={"tissue": "process every tile, not only tissue (e.g. pale blood smears)"})
     parser.set_defaults(func=run)
 
 
@@ -63,15 +57,14 @@ def run(args: argparse.Namespace) -> int:
     engine = {"object_type": args.object_type}
     if args.min_area is not None:
         engine["min_area"] = args.min_area
-    options = RunOptions(device=args.device, batch_size=args.batch_size, tile_size=args.tile, overlap=args.overlap,
-                         tissue=not args.no_tissue, pixel_size=args.pixel_size, engine=engine, progress=True)
+    options = RunOptions.from_args(args, engine=engine, progress=True)
     pipeline = Pipeline(package, options)
     roi = load_roi(args.roi) if args.roi else None
     summaries = []
 
     def run_one(source: str, out, overlay) -> None:
-        with open_slide(source, mpp=args.pixel_size) as slide:
-            area_name = shape_name("Area", slide.mpp or args.pixel_size)
+        with open_slide(source) as slide:
+            area_name = shape_name("Area", options.pixel_size or slide.mpp)
             areas: dict[str, float] = defaultdict(float)
 
             def add_area(obj) -> None:

@@ -7,11 +7,17 @@ import json
 import logging
 import os
 import secrets
+import signal
+import stat
 import threading
 import time
 from pathlib import Path
 
+from cellbridge.errors import CellBridgeError
+
 log = logging.getLogger("cellbridge.server")
+TOKEN_ENV = "CELLBRIDGE_TOKEN"
+MIN_TOKEN_LENGTH = 16
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "when ready: port, pid, version. Exits when its parent process dies, after --idle-timeout "
                     "seconds without calls, or on shutdown().")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default 0: any free port)")
-    parser.add_argument("--token-file", help="write the random auth token here (mode 0600)")
+    parser.add_argument("--token-file", help="write the auth token here (mode 0600): a new file or an empty one "
+                        "of this user, never a symbolic link; removed when the server exits")
     parser.add_argument("--device", default="auto", help="default device: auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many idle seconds "
                         "(0: never)")
@@ -30,12 +37,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _write_token(path: Path, token: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token)
-    os.chmod(path, 0o600)
+def write_token_file(path: Path, token: str) -> tuple[int, int]:
+    """Write the token into `path` with mode 0600: a new file, or an empty regular file of this user (as the
+    launcher creates it). Never follows a symlink and never overwrites a file holding anything; returns the
+    file's (device, inode) so that it can be removed on exit."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as error:
+        reason = "is a symbolic link" if path.is_symlink() else error.strerror
+        raise CellBridgeError(f"--token-file {path}: {reason}; refused") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != 0 or info.st_nlink != 1 or \
+                (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            raise CellBridgeError(f"--token-file {path}: not a new or empty file of this user (it has content, "
+                                  "other names or another owner); refused to overwrite it")
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)
+        os.write(fd, token.encode("ascii"))
+        return info.st_dev, info.st_ino
+    finally:
+        os.close(fd)
+
+
+def remove_token_file(path: Path, identity: tuple[int, int]) -> None:
+    """Remove the token file written by `write_token_file`, if it is still that file."""
+    try:
+        info = os.lstat(path)
+        if (info.st_dev, info.st_ino) == identity and stat.S_ISREG(info.st_mode):
+            path.unlink()
+    except OSError:
+        pass
+
+
+def server_token() -> str:
+    """`CELLBRIDGE_TOKEN` when set (at least MIN_TOKEN_LENGTH characters), else a new random token."""
+    given = os.environ.get(TOKEN_ENV)
+    if given is None:
+        return secrets.token_urlsafe(32)
+    if len(given) < MIN_TOKEN_LENGTH or not given.isascii() or not given.isprintable() or given.strip() != given:
+        raise CellBridgeError(f"{TOKEN_ENV} must be at least {MIN_TOKEN_LENGTH} printable ASCII characters")
+    return given
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _alive(pid: int) -> bool:
@@ -50,20 +97,31 @@ def _alive(pid: int) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until it should stop."""
-    from py4j.clientserver import JavaParameters, PythonParameters
-
-    from cellbridge import __version__
     from cellbridge.engines.device import resolve_device
-    from cellbridge.server.requests import PROTOCOL_VERSION
-    from cellbridge.server.service import CellBridgeService
-    from cellbridge.server.transport import GuardedClientServer, entry_point
 
     resolve_device(args.device)  # an absent device fails now, not at the first job
     if logging.getLogger().level > logging.INFO:  # the server logs its life to stderr for the launcher
         logging.getLogger("cellbridge").setLevel(logging.INFO)
-    token = secrets.token_urlsafe(32)
-    if args.token_file:
-        _write_token(Path(args.token_file), token)
+    token = server_token()
+    token_file = Path(args.token_file) if args.token_file else None
+    identity = write_token_file(token_file, token) if token_file else None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM ends the server through `finally`
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _serve(args, token)
+    finally:
+        if token_file is not None and identity is not None:
+            remove_token_file(token_file, identity)
+
+
+def _serve(args: argparse.Namespace, token: str) -> int:
+    from py4j.clientserver import JavaParameters, PythonParameters
+
+    from cellbridge import __version__
+    from cellbridge.server.requests import PROTOCOL_VERSION
+    from cellbridge.server.service import CellBridgeService
+    from cellbridge.server.transport import GuardedClientServer, entry_point
+
     stop = threading.Event()
     service = CellBridgeService(args.device, on_shutdown=stop.set)
     server = GuardedClientServer(
@@ -74,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     port = server.get_callback_server().get_listening_port()
     ready = {"event": "ready", "port": port, "pid": os.getpid(), "version": __version__,
              "protocol": PROTOCOL_VERSION, "token_file": args.token_file}
-    if not args.token_file:
+    if not args.token_file and TOKEN_ENV not in os.environ:
         ready["token"] = token
     print(json.dumps(ready), flush=True)
     service.touch()  # the idle clock starts when the launcher can first call

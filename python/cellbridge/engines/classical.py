@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from cellbridge.engines.classical_objects import ClassicalObjects
+from cellbridge.engines.nuclei import DEFAULTS as NUCLEI_DEFAULTS
 from cellbridge.engines.nuclei import NucleiEngine
 from cellbridge.models.package import ModelSpec
 
@@ -64,20 +65,19 @@ def build_classical(spec: ModelSpec) -> NoWeights:
 
 
 class ClassicalEngine(NucleiEngine):
-    """Hematoxylin threshold + distance-transform watershed; µm parameters → model pixels at `spec.mpp`."""
+    """Hematoxylin threshold + distance-transform watershed; µm parameters → model pixels at `spec.mpp`.
+
+    The seeded-watershed options of the nuclei engine are derived from the µm ones; one given explicitly (by
+    model.json or the run, e.g. the run's `threshold` → `peak_threshold`) is kept as given."""
+
+    DEFAULTS = {**NUCLEI_DEFAULTS, **DEFAULTS}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         from cellbridge.ihc import StainVectors
 
-        unknown = sorted(set(self.options) - set(DEFAULTS) - set(_NUCLEI_OPTIONS))
-        if unknown:
-            raise ValueError(f"classical: unknown option(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(DEFAULTS)}")
-        o = {**DEFAULTS, **self.options}
+        o = self.options
         threshold = o["threshold"]
-        if not (threshold in ("otsu", "local") or isinstance(threshold, (int, float))):
-            raise ValueError(f"classical: threshold must be 'otsu', 'local' or a number, got {threshold!r}")
         self.stains = StainVectors.default(str(o["stains"]))
         px = 1.0 / float(self.spec.mpp or DEFAULT_MPP)  # pixels per µm
         self.px = px
@@ -92,21 +92,27 @@ class ClassicalEngine(NucleiEngine):
             "max_area": float(o["max_area_um2"]) * px * px,
         }
         # the seeded watershed of the nuclei engine, on the distance map scaled to [0, 1] by the largest radius
-        self.options.update({
+        derived = {
             "foreground": "model", "fg_threshold": 0.5,
             "peak_threshold": float(o["min_radius_um"]) * px / max_radius,
             "min_distance": max(1, int(round(float(o["split_distance_um"]) * px))),
             "min_area": max(1, int(round(float(o["min_area_um2"]) * px * px))),
             "cell_expansion_px": float(o["cell_expansion_um"]) * px,
-            "max_object_size": 2 * max_radius + float(o["cell_expansion_um"]) * px * 2,
-        })
+        }
+        self.options.update({k: v for k, v in derived.items() if k not in self.given})
+        if "max_object_size" not in self.given:
+            self.options["max_object_size"] = 2 * max_radius + 2 * float(self.options["cell_expansion_px"])
+
+    @classmethod
+    def type_problem(cls, name: str, value: Any) -> str | None:
+        if name == "threshold":
+            ok = value in ("otsu", "local") or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                and math.isfinite(value))
+            return None if ok else "must be 'otsu', 'local' or a number"
+        return super().type_problem(name, value)
 
     def infer(self, batch: torch.Tensor) -> list[None]:
         return [None] * len(batch)  # all work is per tile, on the RGB pixels (postprocess)
 
     def postprocessor(self) -> ClassicalObjects:
         return ClassicalObjects(super().postprocessor(), self.stains, dict(self.settings))
-
-
-_NUCLEI_OPTIONS = ("peak_threshold", "min_distance", "fg_threshold", "min_area", "foreground", "tta",
-                   "cell_expansion_px", "max_object_size")

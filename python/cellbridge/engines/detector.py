@@ -47,7 +47,7 @@ from torchvision.models.resnet import BasicBlock
 from torchvision.ops import MultiScaleRoIAlign, batched_nms
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from cellbridge.engines.base import Engine
+from cellbridge.engines.base import Engine, EngineOptionError
 from cellbridge.merge.seams import SCORE_MEASUREMENT
 from cellbridge.models.package import ModelSpec
 from cellbridge.objects import PathObject
@@ -233,11 +233,14 @@ def filter_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.T
 class DetectorEngine(Engine):
     """Faster R-CNN on tiles; boxes (or their centres) become QuPath detections with their class and score."""
 
+    DEFAULTS = DEFAULTS
+    threshold_option = "score_threshold"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.options = {**DEFAULTS, **self.options}
         if self.options["output"] not in ("boxes", "points"):
-            raise ValueError(f"output must be 'boxes' or 'points', got {self.options['output']!r}")
+            raise EngineOptionError(f"model {self.spec.name!r}: option 'output' must be 'boxes' or 'points', "
+                                    f"got {self.options['output']!r}")
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[dict[str, np.ndarray]]:

@@ -29,7 +29,7 @@ from skimage.segmentation import watershed
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
-from cellbridge.engines.base import Engine
+from cellbridge.engines.base import Engine, EngineOptionError
 from cellbridge.engines.detector import build_detector
 from cellbridge.engines.unet import UNet, probability_maps, unet_from_spec
 from cellbridge.geometry import label_polygons, to_level0
@@ -143,15 +143,17 @@ def _objects(labels: np.ndarray, scores: np.ndarray, class_of: dict[int, int], s
 
 def _check_object_type(options: dict[str, Any]) -> None:
     if options["object_type"] not in OBJECT_TYPES:
-        raise ValueError(f"object_type must be one of {OBJECT_TYPES}, got {options['object_type']!r}")
+        raise EngineOptionError(f"option 'object_type' must be one of {OBJECT_TYPES}, got "
+                                f"{options['object_type']!r}")
 
 
 class DistanceEngine(Engine):
     """U-Net foreground + normalised distance → seeded watershed; one polygon per object."""
 
+    DEFAULTS = DISTANCE_DEFAULTS
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.options = {**DISTANCE_DEFAULTS, **self.options}
         _check_object_type(self.options)
 
     @torch.inference_mode()
@@ -178,9 +180,11 @@ class DistanceEngine(Engine):
 class MaskRCNNEngine(Engine):
     """Mask R-CNN on tiles; masks → one polygon per object (overlaps go to the higher score)."""
 
+    DEFAULTS = MASK_RCNN_DEFAULTS
+    threshold_option = "score_threshold"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.options = {**MASK_RCNN_DEFAULTS, **self.options}
         _check_object_type(self.options)
 
     @torch.inference_mode()

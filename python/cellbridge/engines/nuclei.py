@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cellbridge.engines.base import Engine
+from cellbridge.engines.base import Engine, EngineOptionError
 from cellbridge.engines.nuclei_objects import DEFAULTS, NucleiObjects, segment_nuclei
 from cellbridge.engines.unet import UNet, flip_averaged_probabilities, probability_maps, to_maps, unet_from_spec
 from cellbridge.models.package import ModelSpec
@@ -39,12 +39,14 @@ class NucleiEngine(Engine):
     """Keypoint U-Net + seeded watershed."""
 
     compartment = "Nucleus"
+    DEFAULTS = DEFAULTS
+    threshold_option = "peak_threshold"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.options = {**DEFAULTS, **self.options}
         if self.options["foreground"] not in ("model", "otsu"):
-            raise ValueError(f"foreground must be 'model' or 'otsu', got {self.options['foreground']!r}")
+            raise EngineOptionError(f"model {self.spec.name!r}: option 'foreground' must be 'model' or 'otsu', "
+                                    f"got {self.options['foreground']!r}")
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:

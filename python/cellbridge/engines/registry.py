@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -76,7 +76,11 @@ def build_module(spec: ModelSpec, origin: str = "model.json") -> torch.nn.Module
         raise ModelError(f"{origin}: model.json field 'params' does not fit {spec.architecture}: {error}") from None
 
 
-def make_engine(package: ModelPackage, device: torch.device, options: dict[str, Any] | None = None) -> Engine:
+def engine_class(spec: ModelSpec, origin: str = "model.json") -> type[Engine]:
+    """The engine class that runs models of `spec` (its `DEFAULTS` name the options it takes)."""
+    return _lookup(spec, origin)[1]
+
+
+def make_engine(package: ModelPackage, device: torch.device, options: Mapping[str, Any] | None = None) -> Engine:
     """The engine that runs `package` on `device` (options override model.json's postprocessing)."""
-    _, engine_class = _lookup(package.spec, str(package.path))
-    return engine_class(package, device, options)
+    return engine_class(package.spec, str(package.path))(package, device, options)

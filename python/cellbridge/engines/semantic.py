@@ -38,7 +38,7 @@ import torch
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
 
-from cellbridge.engines.base import Engine
+from cellbridge.engines.base import Engine, EngineOptionError
 from cellbridge.engines.measure import shape_name
 from cellbridge.engines.unet import UNet, unet_from_spec
 from cellbridge.geometry import polygons_of, rasterize
@@ -295,11 +295,13 @@ class RegionMerger:
 class SemanticEngine(Engine):
     """U-Net class probabilities per tile, blended across tiles into region polygons (see the module docstring)."""
 
+    DEFAULTS = DEFAULTS
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.options = {**DEFAULTS, **self.options}
         if self.options["object_type"] not in OBJECT_TYPES:
-            raise ValueError(f"object_type must be one of {OBJECT_TYPES}, got {self.options['object_type']!r}")
+            raise EngineOptionError(f"option 'object_type' must be one of {OBJECT_TYPES}, got "
+                                    f"{self.options['object_type']!r}")
 
     @property
     def object_size(self) -> float:

@@ -158,8 +158,10 @@ def evaluate_nuclei(pipeline: Any, images: list[LabelledImage], pixel_size: floa
     per_image = []
     for image in tqdm(images, desc="evaluate", unit="image", disable=not progress):
         slide = ArraySlide(image.rgb, mpp=pixel_size, path=image.name)
-        found = [obj.locating_geometry for obj in pipeline.objects(slide)]
+        plans: list[Any] = []
+        found = [obj.locating_geometry for obj in pipeline.objects(slide, on_plan=plans.append)]
         scores = score_image(image, found, glas=glas)
+        scores["scale"] = plans[0].scale.to_json() if plans else None
         per_image.append(scores)
         if on_image is not None:
             on_image(scores)

@@ -21,7 +21,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cellbridge.errors import CorruptSlideError, SlideError
+from cellbridge.errors import CellBridgeError, CorruptSlideError, SlideError
+from cellbridge.pipeline.options import PLAUSIBLE_PIXEL_SIZE_UM, check_pixel_size, plausible_pixel_size
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,12 @@ class Slide(abc.ABC):
         self.level_dimensions = level_dimensions
         self.level_downsamples = level_downsamples
         self.mpp = mpp
+        self.ignored_mpp: float | None = None  # the file's pixel size when implausible (then `mpp` is None)
+        if mpp is not None and not plausible_pixel_size(mpp):
+            low, high = PLAUSIBLE_PIXEL_SIZE_UM
+            log.warning("%s: the file's pixel size %.4g µm/px is outside the plausible range %g–%g µm/px "
+                        "(e.g. a DPI setting): treated as unknown", path, mpp, low, high)
+            self.mpp, self.ignored_mpp = None, mpp
         self.backend = backend
 
     @property
@@ -421,8 +428,11 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
         raise SlideError(f"{path}: is not a regular file (a pipe, socket or device cannot be read as a slide)")
     if not os.access(path, os.R_OK):
         raise SlideError(f"{path}: permission denied")
-    if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
-        raise SlideError(f"{path}: pixel size must be a positive number of µm, got {mpp}")
+    if mpp is not None:
+        try:
+            check_pixel_size(mpp)
+        except CellBridgeError as error:
+            raise SlideError(f"{path}: {error}") from None
     slide = _open_by_format(path)
     if mpp is not None:
         slide.mpp = float(mpp)

@@ -18,13 +18,14 @@ from shapely.geometry.base import BaseGeometry
 
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.slides import Slide, open_slide, opencv_reason
+from cellbridge.models.package import TASKS
+from cellbridge.pipeline.options import OptionError, RunOptions
 
 PROTOCOL_VERSION = 1
-TASKS = ("nuclei", "detect")
 MAX_REQUEST_CHARS = 512 * 1024 * 1024  # tile requests carry base64 PNGs; anything larger is refused unread
 MAX_NAME_CHARS = 4096                  # a model name or file path (PATH_MAX on Linux)
-OPTION_NAMES = {"device", "batchSize", "tileSize", "overlap", "cellExpansion", "threshold", "tissue", "measure",
-                "stain", "stainVectors", "positivity"}
+MAX_IMAGE_SIDE = 2_000_000             # level-0 pixels: larger than any scanner's slide
+MAX_CANVAS_PIXELS = 1 << 28            # the tiles' bounding box at their downsample (768 MB of RGB)
 
 
 class RequestError(CellBridgeError):
@@ -54,7 +55,8 @@ class JobRequest:
     image_size: tuple[int, int] | None
     tiles: list[TileImage]
     region: BaseGeometry | None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
+    given: frozenset[str] = frozenset()  # the option keys the request set
 
     def open(self) -> Slide:
         """The image to run on: the slide file, or the tiles assembled into one image."""
@@ -93,11 +95,14 @@ def parse_request(text: str) -> JobRequest:
     image = data.get("image")
     if not isinstance(image, dict):
         raise RequestError("the request needs 'image': {\"path\": ...} or {\"width\", \"height\"} with 'tiles'")
-    pixel_size = _optional_number(image.get("pixelSize"), "image.pixelSize", positive=True)
-    options = _options(data.get("options", {}))
+    try:
+        options = RunOptions.from_request(data.get("options", {}), image.get("pixelSize"))
+    except OptionError as error:
+        raise RequestError(str(error)) from None
     path, size, tiles = None, None, []
     if "tiles" in data:
-        size = (_integer(image.get("width"), "image.width"), _integer(image.get("height"), "image.height"))
+        size = (_integer(image.get("width"), "image.width", MAX_IMAGE_SIDE),
+                _integer(image.get("height"), "image.height", MAX_IMAGE_SIDE))
         tiles = _tiles(data["tiles"])
     else:
         path = image.get("path")
@@ -106,7 +111,8 @@ def parse_request(text: str) -> JobRequest:
         if len(path) > MAX_NAME_CHARS or "\0" in path:
             raise RequestError(f"'image.path' is not a file path ({len(path):,} characters)")
     region = _region(data.get("region"), data.get("roi"))
-    return JobRequest(task, model, path, pixel_size, size, tiles, region, options)
+    given = frozenset(k for k, v in data.get("options", {}).items() if v is not None)
+    return JobRequest(task, model, path, options.pixel_size, size, tiles, region, options, given)
 
 
 def _optional_number(value: Any, name: str, positive: bool = False) -> float | None:
@@ -118,33 +124,10 @@ def _optional_number(value: Any, name: str, positive: bool = False) -> float | N
     return float(value)
 
 
-def _integer(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise RequestError(f"'{name}' must be a positive integer, got {value!r}")
+def _integer(value: Any, name: str, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+        raise RequestError(f"'{name}' must be a positive integer ≤ {maximum:,}, got {value!r}")
     return value
-
-
-def _options(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise RequestError("'options' must be an object")
-    unknown = sorted(set(value) - OPTION_NAMES)
-    if unknown:
-        raise RequestError(f"unknown option(s): {', '.join(unknown)} (known: {', '.join(sorted(OPTION_NAMES))})")
-    options = {k: v for k, v in value.items() if v is not None}
-    for name in ("batchSize", "tileSize", "overlap"):
-        if name in options and (isinstance(options[name], bool) or not isinstance(options[name], int)
-                                or options[name] < (0 if name == "overlap" else 1)):
-            raise RequestError(f"option '{name}' must be a {'non-negative' if name == 'overlap' else 'positive'} "
-                               f"integer, got {options[name]!r}")
-    for name in ("cellExpansion", "threshold"):
-        if name in options:
-            _optional_number(options[name], f"options.{name}")
-    if options.get("stain", "he") not in ("he", "ihc-dab"):
-        raise RequestError(f"option 'stain' must be 'he' or 'ihc-dab', got {options['stain']!r}")
-    if "positivity" in options:
-        from cellbridge.ihc import parse_thresholds
-        options["positivity"] = parse_thresholds(options["positivity"])
-    return options
 
 
 def _region(region: Any, roi: Any) -> BaseGeometry | None:
@@ -223,6 +206,9 @@ def mosaic_slide(tiles: list[TileImage], size: tuple[int, int] | None, pixel_siz
     x1, y1 = max(t.x + t.width for t in tiles), max(t.y + t.height for t in tiles)
     if x0 < 0 or y0 < 0 or x1 > size[0] + d or y1 > size[1] + d:
         raise RequestError(f"tiles reach outside the image ({size[0]}x{size[1]})")
+    if math.ceil((y1 - y0) / d) * math.ceil((x1 - x0) / d) > MAX_CANVAS_PIXELS:
+        raise RequestError(f"the tiles span {round(x1 - x0)}x{round(y1 - y0)} pixels at downsample {d:g}: more "
+                           f"than {MAX_CANVAS_PIXELS:,} pixels; send the tiles of one region per request")
     canvas = np.full((math.ceil((y1 - y0) / d), math.ceil((x1 - x0) / d), 3), 255, np.uint8)
     for t in tiles:
         r, c = round((t.y - y0) / d), round((t.x - x0) / d)

@@ -43,6 +43,7 @@ class Job:
     progress: float = 0.0
     message: str = "waiting in the queue"
     objects: int = 0
+    scale: dict[str, Any] | None = None  # the pixel size used and how it was found, once the job has started
     chunks: list[str] = field(default_factory=list)
     released: str = ""               # why the chunks were dropped (read to the end, cancel, shutdown)
     pending: list[PathObject] = field(default_factory=list)
@@ -75,7 +76,7 @@ class Job:
     def status(self) -> dict[str, Any]:
         with self.lock:
             return {"state": self.state, "progress": round(self.progress, 4), "message": self.message,
-                    "objects": self.objects, "chunks": len(self.chunks)}
+                    "objects": self.objects, "chunks": len(self.chunks), "scale": self.scale}
 
 
 def envelope(method: Callable[..., Any]) -> Callable[..., str]:
@@ -143,10 +144,11 @@ class CellBridgeService:
     @envelope
     def submit(self, request_json: str) -> str:
         request = parse_request(request_json)
-        self._pipeline(request)  # load (and cache) the model now: an unknown model fails the submit itself
+        pipeline = self._pipeline(request)  # load (and cache) the model now: an unknown model fails the submit
         slide = request.open()  # an unreadable slide or a region outside it fails now, with its reason
         try:
             _check_region(request, slide.dimensions)
+            _check_size(pipeline, request, slide)
         except BaseException:
             slide.close()
             raise
@@ -209,32 +211,22 @@ class CellBridgeService:
         return job
 
     def _pipeline(self, request: JobRequest) -> Any:
+        """The loaded model for the request (cached by model, device and batch size; never changed by a job)."""
         from cellbridge.pipeline.run import Pipeline, RunOptions
 
-        o = request.options
-        key = (request.model, o.get("device", self.device), o.get("batchSize", 4))
+        device = request.options.device if "device" in request.given else self.device
+        key = (request.model, device, request.options.batch_size)
         pipeline = self.pipelines.get(key)
         if pipeline is None:
-            pipeline = Pipeline(request.model, RunOptions(device=key[1], batch_size=key[2]))
-            if request.task == "nuclei" and pipeline.package.spec.task != "nuclei":
-                raise RequestError(f"model {request.model!r} is a {pipeline.package.spec.task} model, not a nuclei "
-                                   "model")
+            pipeline = Pipeline(request.model, RunOptions(device=device, batch_size=request.options.batch_size))
             if len(self.pipelines) >= MAX_CACHED_PIPELINES:
                 self.pipelines.pop(next(iter(self.pipelines)))
             self.pipelines[key] = pipeline
+        model_task = pipeline.package.spec.task
+        if request.task != model_task:
+            raise RequestError(f"model {request.model!r} is a {model_task} model, not a {request.task} model")
+        pipeline.check(request.options)  # e.g. cell expansion with a model that grows no cells
         return pipeline
-
-    def _configure(self, pipeline: Any, request: JobRequest) -> None:
-        o = request.options
-        options = pipeline.options
-        options.tile_size, options.overlap = o.get("tileSize"), o.get("overlap")
-        options.tissue, options.measure = bool(o.get("tissue", True)), bool(o.get("measure", True))
-        options.pixel_size = request.pixel_size
-        options.cell_expansion = float(o.get("cellExpansion", 0.0))
-        pipeline.engine.options.update(pipeline.package.spec.postprocessing)  # undo an earlier job's threshold
-        if "threshold" in o:
-            key = "score_threshold" if request.task == "detect" else "peak_threshold"
-            pipeline.engine.options[key] = float(o["threshold"])
 
     def _work(self) -> None:
         while True:
@@ -253,17 +245,15 @@ class CellBridgeService:
             job.state, job.message = "running", "reading tiles"
         try:
             pipeline = self._pipeline(job.request)
-            self._configure(pipeline, job.request)
+            options = job.request.options
             if job.slide is None:
                 job.slide = job.request.open()
             slide = job.slide
-            pipeline.options.stain_vectors = None
-            if job.request.options.get("stain") == "ihc-dab":
+            if options.stain == "ihc-dab":
                 from cellbridge.ihc import stains_for_slide
                 job.message = "estimating stain vectors"
-                stains, note = stains_for_slide(job.request.options.get("stainVectors", "estimate"), slide)
-                pipeline.options.stain_vectors = stains
-                pipeline.options.positivity = job.request.options.get("positivity", (0.2, 0.4, 0.6))
+                stains, note = stains_for_slide(options.stains, slide)
+                options = options.with_changes(stain_vectors=stains)
                 log.info("job %s: %s", job.id, note)
             if job.cancel_requested.is_set():  # between the long steps, not only between tiles
                 raise Cancelled("run cancelled")
@@ -272,8 +262,13 @@ class CellBridgeService:
                 job.progress = done / max(total, 1)
                 job.message = f"{done} of {total} tiles"
 
+            def planned(plan: Any) -> None:
+                with job.lock:
+                    job.scale = plan.scale.to_json()
+                log.info("job %s: %s", job.id, plan.scale.note)
+
             pipeline.run(slide, None, job.request.region, cancelled=job.cancel_requested.is_set,
-                         on_object=job.add, on_progress=progress)
+                         on_object=job.add, on_progress=progress, options=options, on_plan=planned)
             with job.lock:
                 job._flush()
                 job.state, job.progress, job.message = "done", 1.0, f"{job.objects} objects"
@@ -290,6 +285,22 @@ class CellBridgeService:
                 job.state, job.message = "failed", f"{type(error).__name__}: {error}"
         finally:
             job.close()
+
+
+def _check_size(pipeline: Any, request: JobRequest, slide: Slide) -> None:
+    """Refuse, at submit, a job whose tiles at the model's scale would be runaway work (with the given or the
+    file's pixel size, else the model's own; a run checks again with the scale it estimates, before any tile is
+    read)."""
+    from cellbridge.tiling.plan import check_tile_count
+
+    spec = pipeline.package.spec
+    pixel_size = request.options.pixel_size or slide.mpp
+    downsample = spec.mpp / pixel_size if spec.mpp and pixel_size else float(spec.downsample)
+    tile_size = request.options.tile_size or spec.tile_size
+    overlap = min(spec.overlap if request.options.overlap is None else request.options.overlap, tile_size // 2 - 1)
+    check_tile_count(*slide.dimensions, tile_size=tile_size, overlap=overlap, downsample=downsample,
+                     roi=request.region, what=f"{slide.path.name} at " + (f"{pixel_size:g} µm/px" if pixel_size
+                                                                           else "the model's scale"))
 
 
 def _check_region(request: JobRequest, size: tuple[int, int]) -> None:

@@ -21,6 +21,7 @@ from cellbridge.errors import CellBridgeError
 from cellbridge.tiling.tissue import TissueMask
 
 Rect = tuple[float, float, float, float]  # x0, y0, x1, y1 in level-0 pixels
+MAX_TILES = 250_000  # a 200k × 200k px slide at the model's scale needs ~200k tiles of 512 px (448 px apart)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,26 @@ def grid_positions(start: float, stop: float, extent: float, step: float) -> lis
     return [start + i * step for i in range(count)]
 
 
+def check_tile_count(width: int, height: int, tile_size: int, overlap: int, downsample: float,
+                     roi: BaseGeometry | None = None, what: str = "the image") -> int:
+    """The tiles a full scan of the image (or the ROI's bounding box) needs; raises CellBridgeError when there are
+    more than MAX_TILES (e.g. an implausible pixel size would resample the image far beyond its size)."""
+    if not (downsample > 0 and math.isfinite(downsample)):
+        raise CellBridgeError(f"downsample must be a positive number, got {downsample}")
+    x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
+    if roi is not None and not roi.is_empty:
+        rx0, ry0, rx1, ry1 = roi.bounds
+        x0, y0, x1, y1 = max(rx0, x0), max(ry0, y0), min(rx1, x1), min(ry1, y1)
+    step = max(tile_size - overlap, 1) * downsample
+    extent = tile_size * downsample
+    cols = 1 + max(0, math.ceil((x1 - x0 - extent) / step - 1e-9))
+    rows = 1 + max(0, math.ceil((y1 - y0 - extent) / step - 1e-9))
+    if rows * cols > MAX_TILES:
+        raise CellBridgeError(f"{what}: the run would need {rows * cols:,} tiles of {tile_size} px at downsample "
+                              f"{downsample:.4g} (at most {MAX_TILES:,}); check the pixel size")
+    return rows * cols
+
+
 def plan_tiles(width: int, height: int, tile_size: int = 512, overlap: int = 64, downsample: float = 1.0,
                roi: BaseGeometry | None = None, tissue: TissueMask | None = None) -> TilePlan:
     """Plan tiles over the image (width × height level-0 pixels) ∩ `roi` ∩ `tissue`.
@@ -121,6 +142,7 @@ def plan_tiles(width: int, height: int, tile_size: int = 512, overlap: int = 64,
         raise CellBridgeError(f"overlap must be ≥ 0 and smaller than the tile size {tile_size}, got {overlap}")
     if not downsample > 0:
         raise CellBridgeError(f"downsample must be positive, got {downsample}")
+    check_tile_count(width, height, tile_size, overlap, downsample, roi)
     region: Rect = (0.0, 0.0, float(width), float(height))
     if roi is not None:
         if roi.is_empty:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -123,7 +124,7 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
     if resume:
         if not checkpoint_path.is_file():
             raise CellBridgeError(f"{checkpoint_path}: no checkpoint to resume from")
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint_path, device)
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -198,6 +199,24 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
             clock.epoch_done(epoch + 1, time.perf_counter() - epoch_started, validation_seconds)
     return TrainResult(out_dir, len(history), best_epoch, best_metrics, history,
                        time.perf_counter() - started, str(device))
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint written by `fit`, loaded without running any pickled code (`weights_only`: tensors, numbers,
+    strings and containers only; the optimizer's and schedulers' states are made of those)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()
+        raise CellBridgeError(f"{path}: not a checkpoint this program wrote, or it holds code; refused to load it "
+                              f"({first[0] if first else 'unpickling refused'})") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise CellBridgeError(f"{path}: unreadable checkpoint ({error})") from None
+    missing = sorted({"model", "optimizer", "scheduler", "epoch", "best_score", "best_epoch", "best_metrics",
+                      "history"} - set(state if isinstance(state, dict) else ()))
+    if missing:
+        raise CellBridgeError(f"{path}: not a CellBridge training checkpoint (lacks {', '.join(missing)})")
+    return state
 
 
 def _save_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -408,7 +408,7 @@ public final class CellBridge {
         }
 
         /**
-         * @param task "nuclei" or "detect" (default: the model's own)
+         * @param task "nuclei", "detect", "semantic" or "instance" (default: the model's own)
          * @return this builder
          */
         public Builder task(String task) {

@@ -118,16 +118,20 @@ final class RequestPlanner {
         return name == null || name.isBlank() ? server.getPath() : name;
     }
 
+    /** µm/px a calibration may plausibly claim (as the Python side's {@code PLAUSIBLE_PIXEL_SIZE_UM}). */
+    static final double MIN_PIXEL_SIZE = 0.02, MAX_PIXEL_SIZE = 10.0;
+
     /**
      * @param server an image server
-     * @return its µm per pixel, or null when it is not calibrated in µm
+     * @return its µm per pixel, or null when it is not calibrated in µm or claims an implausible size (e.g. a TIFF
+     *         saved at 72 dpi: 352.8 µm/px); the server then estimates the pixel size from the nuclei
      */
     static Double pixelSizeMicrons(ImageServer<?> server) {
         PixelCalibration calibration = server.getPixelCalibration();
         if (!calibration.hasPixelSizeMicrons())
             return null;
         double value = calibration.getAveragedPixelSizeMicrons();
-        return Double.isFinite(value) && value > 0 ? value : null;
+        return Double.isFinite(value) && value >= MIN_PIXEL_SIZE && value <= MAX_PIXEL_SIZE ? value : null;
     }
 
     /**

@@ -5,7 +5,6 @@ import com.google.gson.JsonObject;
 import org.locationtech.jts.geom.Geometry;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -20,9 +19,10 @@ import java.util.Objects;
  * JobRequest request = JobRequest.nuclei("nuclei-he")
  *         .imagePath("/slides/a.svs")
  *         .region(0, 0, 4096, 4096)
- *         .cellExpansion(5.0)
+ *         .options(RunSettings.builder("nuclei-he").cellExpansion(5.0).build().options())
  *         .build();
  * }</pre>
+ * The options are set in one place, {@link RunSettings}; a request carries them as its {@link Options}.
  * Tile-based (for images only QuPath can read): {@code .tiles(width, height, tileImages)} instead of
  * {@code imagePath}. Options left unset are omitted from the JSON, so the server's defaults apply.
  *
@@ -43,12 +43,16 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
     /** The protocol version this class writes. */
     public static final int PROTOCOL = 1;
 
-    /** What a job does. */
+    /** What a job does: the model's task, named as model.json, the protocol and the command line name it. */
     public enum Task {
         /** Nucleus segmentation (optionally cells by expansion). */
         NUCLEI,
         /** Object detection (boxes or polygons). */
-        DETECT;
+        DETECT,
+        /** Regions by class (semantic U-Net): annotations. */
+        SEMANTIC,
+        /** Objects such as glands (U-Net + distance, or Mask R-CNN): one polygon each. */
+        INSTANCE;
 
         /** @return the protocol's name, e.g. {@code "nuclei"} */
         public String protocolName() {
@@ -269,17 +273,7 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
         private Region region;
         private Geometry roi;
         private List<TileImage> tiles = List.of();
-        private String device;
-        private Integer batchSize;
-        private Integer tileSize;
-        private Integer overlap;
-        private Double cellExpansion;
-        private Double threshold;
-        private Boolean tissue;
-        private Boolean measure;
-        private String stain;
-        private String stainVectors;
-        private List<Double> positivity;
+        private Options options = Options.defaults();
 
         private Builder(Task task, String model) {
             this.task = task;
@@ -348,128 +342,17 @@ public record JobRequest(Task task, String model, String imagePath, Integer imag
         }
 
         /**
-         * @param options all options at once
+         * @param options the processing options ({@link RunSettings#options()} builds them from one run's settings)
          * @return this builder
          */
         public Builder options(Options options) {
-            this.device = options.device();
-            this.batchSize = options.batchSize();
-            this.tileSize = options.tileSize();
-            this.overlap = options.overlap();
-            this.cellExpansion = options.cellExpansion();
-            this.threshold = options.threshold();
-            this.tissue = options.tissue();
-            this.measure = options.measure();
-            this.stain = options.stain();
-            this.stainVectors = options.stainVectors();
-            this.positivity = options.positivity();
-            return this;
-        }
-
-        /**
-         * @param device "auto", "cpu", "cuda", "cuda:N" or "mps"
-         * @return this builder
-         */
-        public Builder device(String device) {
-            this.device = device;
-            return this;
-        }
-
-        /**
-         * @param batchSize tiles per batch
-         * @return this builder
-         */
-        public Builder batchSize(int batchSize) {
-            this.batchSize = batchSize;
-            return this;
-        }
-
-        /**
-         * @param tileSize tile size in model pixels
-         * @return this builder
-         */
-        public Builder tileSize(int tileSize) {
-            this.tileSize = tileSize;
-            return this;
-        }
-
-        /**
-         * @param overlap tile overlap in model pixels
-         * @return this builder
-         */
-        public Builder overlap(int overlap) {
-            this.overlap = overlap;
-            return this;
-        }
-
-        /**
-         * @param cellExpansion µm to grow nuclei into cells (0: nuclei only)
-         * @return this builder
-         */
-        public Builder cellExpansion(double cellExpansion) {
-            this.cellExpansion = cellExpansion;
-            return this;
-        }
-
-        /**
-         * @param threshold detection threshold
-         * @return this builder
-         */
-        public Builder threshold(double threshold) {
-            this.threshold = threshold;
-            return this;
-        }
-
-        /**
-         * @param tissue whether to skip tiles without tissue
-         * @return this builder
-         */
-        public Builder tissue(boolean tissue) {
-            this.tissue = tissue;
-            return this;
-        }
-
-        /**
-         * @param measure whether to add measurements
-         * @return this builder
-         */
-        public Builder measure(boolean measure) {
-            this.measure = measure;
-            return this;
-        }
-
-        /**
-         * @param stain "he", or "ihc-dab" to score DAB positivity per nucleus
-         * @return this builder
-         */
-        public Builder stain(String stain) {
-            this.stain = stain;
-            return this;
-        }
-
-        /**
-         * @param stainVectors "estimate", "default" or QuPath's stain string (with "ihc-dab")
-         * @return this builder
-         */
-        public Builder stainVectors(String stainVectors) {
-            this.stainVectors = stainVectors;
-            return this;
-        }
-
-        /**
-         * @param thresholds DAB optical density thresholds: one, or three ascending
-         * @return this builder
-         */
-        public Builder positivity(double... thresholds) {
-            this.positivity = Arrays.stream(thresholds).boxed().toList();
+            this.options = options == null ? Options.defaults() : options;
             return this;
         }
 
         /** @return the request; throws IllegalArgumentException if it names no image or both kinds */
         public JobRequest build() {
-            return new JobRequest(task, model, imagePath, imageWidth, imageHeight, pixelSize, region, roi,
-                    new Options(device, batchSize, tileSize, overlap, cellExpansion, threshold, tissue, measure, stain,
-                            stainVectors, positivity),
+            return new JobRequest(task, model, imagePath, imageWidth, imageHeight, pixelSize, region, roi, options,
                     tiles);
         }
     }

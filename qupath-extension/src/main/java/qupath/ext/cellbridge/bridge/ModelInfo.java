@@ -11,7 +11,7 @@ import java.util.Optional;
  * A model the server can run ({@code listModels()}).
  *
  * @param name the name to put in a request
- * @param task {@code "nuclei"} or {@code "detect"}
+ * @param task {@code "nuclei"}, {@code "detect"}, {@code "semantic"} or {@code "instance"}
  * @param architecture the engine, e.g. {@code "unet"}
  * @param classes the class names it predicts
  * @param mpp the pixel size (µm) it was trained at, or null if not fixed

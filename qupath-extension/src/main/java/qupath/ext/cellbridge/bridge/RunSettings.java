@@ -209,29 +209,9 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
         StringBuilder sb = new StringBuilder(builderClass).append(".builder(").append(groovyString(model)).append(')');
         if (task != null)
             sb.append(".task(").append(groovyString(task.protocolName())).append(')');
-        if (device != null)
-            sb.append(".device(").append(groovyString(device)).append(')');
-        if (batchSize != null)
-            sb.append(".batchSize(").append(batchSize).append(')');
-        if (tileSize != null)
-            sb.append(".tileSize(").append(tileSize).append(')');
-        if (overlap != null)
-            sb.append(".overlap(").append(overlap).append(')');
-        if (cellExpansion != null)
-            sb.append(".cellExpansion(").append(groovyDouble(cellExpansion)).append(')');
-        if (threshold != null)
-            sb.append(".threshold(").append(groovyDouble(threshold)).append(')');
-        if (tissue != null)
-            sb.append(".tissue(").append(tissue).append(')');
-        if (measure != null)
-            sb.append(".measure(").append(measure).append(')');
-        if (stain != null)
-            sb.append(".stain(").append(groovyString(stain)).append(')');
-        if (stainVectors != null)
-            sb.append(".stainVectors(").append(groovyString(stainVectors)).append(')');
-        if (positivity != null)
-            sb.append(".positivity(").append(positivity.stream().map(RunSettings::groovyDouble)
-                    .collect(Collectors.joining(", "))).append(')');
+        // the builder's methods are named as the protocol names the options
+        options().toMap().forEach((name, value) -> sb.append('.').append(name).append('(')
+                .append(groovyValue(value)).append(')'));
         if (pixelSize != null)
             sb.append(".pixelSize(").append(groovyDouble(pixelSize)).append(')');
         sb.append(".replaceExisting(").append(replaceExisting).append(')');
@@ -268,6 +248,16 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
         return Double.toString(value) + "d";
     }
 
+    private static String groovyValue(Object value) {
+        if (value instanceof Double d)
+            return groovyDouble(d);
+        if (value instanceof List<?> list)
+            return list.stream().map(v -> groovyDouble(((Number) v).doubleValue())).collect(Collectors.joining(", "));
+        if (value instanceof String text)
+            return groovyString(text);
+        return String.valueOf(value);  // integers and booleans
+    }
+
     /** A mutable builder; {@link #build()} checks and freezes. */
     public static final class Builder {
 
@@ -302,7 +292,7 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
         }
 
         /**
-         * @param task "nuclei" or "detect" (any case), or null for the model's own task
+         * @param task "nuclei", "detect", "semantic" or "instance" (any case), or null for the model's own task
          * @return this builder
          */
         public Builder task(String task) {
@@ -316,7 +306,9 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
                     return this;
                 }
             }
-            throw new IllegalArgumentException("unknown task '" + task + "'; expected nuclei or detect");
+            throw new IllegalArgumentException("unknown task '" + task + "'; expected one of "
+                    + Arrays.stream(JobRequest.Task.values()).map(JobRequest.Task::protocolName)
+                            .collect(Collectors.joining(", ")));
         }
 
         /**

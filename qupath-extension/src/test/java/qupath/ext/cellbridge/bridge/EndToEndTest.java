@@ -251,7 +251,8 @@ class EndToEndTest {
                         .region(5000, 5000, 100, 100).build()), "lies outside the image (1024x1024)"),
                 bad("unknown option", () -> client.submit("{" + good + ", " + image + ", \"options\": {\"colour\": 1}}"),
                         "unknown option(s): colour"),
-                bad("bad option", () -> client.submit(JobRequest.nuclei(MODEL).imagePath(path).batchSize(0).build()),
+                bad("bad option", () -> client.submit(JobRequest.nuclei(MODEL).imagePath(path).options(
+                        new JobRequest.Options(null, 0, null, null, null, null, null, null, null, null, null)).build()),
                         "option 'batchSize' must be a positive integer"),
                 bad("bad pixel size", () -> client.submit("{" + good + ", \"image\": {\"path\": " + quote(path)
                         + ", \"pixelSize\": -1}}"), "'image.pixelSize' must be a positive number"),

@@ -29,8 +29,8 @@ class JobRequestTest {
                 .pixelSize(0.5)
                 .region(0, 16, 4096, 2048)
                 .roi(new WKTReader().read("POLYGON ((0 0, 100 0, 100 50, 0 0))"))
-                .device("cpu").batchSize(4).tileSize(512).overlap(64).cellExpansion(5.0).threshold(0.4)
-                .tissue(true).measure(false)
+                .options(RunSettings.builder("nuclei-he").device("cpu").batchSize(4).tileSize(512).overlap(64)
+                        .cellExpansion(5.0).threshold(0.4).tissue(true).measure(false).build().options())
                 .build();
         JsonObject json = JsonParser.parseString(request.toJson()).getAsJsonObject();
         assertEquals(Set.of("protocol", "task", "model", "image", "region", "roi", "options"), json.keySet());
@@ -142,8 +142,8 @@ class JobRequestTest {
 
     @Test
     void ihcOptionsTravelAsTheProtocolNamesThem() {
-        JobRequest request = JobRequest.nuclei("nuclei-he").imagePath("/a").stain("ihc-dab").stainVectors("estimate")
-                .positivity(0.15, 0.35, 0.55).build();
+        JobRequest request = JobRequest.nuclei("nuclei-he").imagePath("/a").options(RunSettings.builder("nuclei-he")
+                .stain("ihc-dab").stainVectors("estimate").positivity(0.15, 0.35, 0.55).build().options()).build();
         JsonObject json = JsonParser.parseString(request.toJson()).getAsJsonObject().getAsJsonObject("options");
         assertEquals("ihc-dab", json.get("stain").getAsString());
         assertEquals("estimate", json.get("stainVectors").getAsString());
