@@ -15,6 +15,8 @@ import torch
 from cellbridge.datasets.points import in_test_split, read_point_folder
 from cellbridge.datasets.records import ImageRecord
 from cellbridge.geometry import rasterize
+from cellbridge.models import DEFAULT_NUCLEI_MODEL
+from cellbridge.models.package import read_spec, resolve_model_dir
 from cellbridge.synth import SynthConfig, build_scene, render_region, truth_objects
 from cellbridge.train.keypoints import model_scale_factor, nuclei_loss, nuclei_task, render_targets
 from cellbridge.train.loop import TrainConfig, fit
@@ -43,14 +45,14 @@ def write_png(path: Path, image: np.ndarray) -> None:
 def folders(tmp_path_factory) -> tuple[Path, Path]:
     """A DSB-style folder (images/, labels/) and a point folder (images/, points/) of the same 6 tiles."""
     root = tmp_path_factory.mktemp("lab-data")
-    for i in range(6):
-        rgb, labels, centres = synthetic_tile(40 + i)
+    for i in range(5):
+        rgb, labels, centres = synthetic_tile(40 + i, size=160)
         write_png(root / "outlines" / "images" / f"{i}.png", rgb)
         write_png(root / "outlines" / "labels" / f"{i}.png", labels.astype(np.uint16))
         write_png(root / "points" / "images" / f"{i}.png", rgb)
         (root / "points" / "points").mkdir(exist_ok=True)
         (root / "points" / "points" / f"{i}.json").write_text(json.dumps(
-            {"width": 192, "height": 192, "points": [{"x": x, "y": y, "class": "stroma"} for x, y in centres]}))
+            {"width": 160, "height": 160, "points": [{"x": x, "y": y, "class": "stroma"} for x, y in centres]}))
     return root / "outlines", root / "points"
 
 
@@ -58,7 +60,7 @@ def test_point_folder_split_is_fixed_by_image_id(folders) -> None:
     _, points = folders
     assert [in_test_split(str(i)) for i in range(11)] == [i % 5 == 0 for i in range(11)]
     train, test = read_point_folder(points, "train"), read_point_folder(points, "test")
-    assert [r.name for r in train.images] == ["1", "2", "3", "4"] and [r.name for r in test.images] == ["0", "5"]
+    assert [r.name for r in train.images] == ["1", "2", "3", "4"] and [r.name for r in test.images] == ["0"]
     truth = json.loads((points / "points" / "3.json").read_text())["points"]
     assert [a.point for a in train.images[2].annotations] == [(p["x"], p["y"]) for p in truth]
     assert train.classes == ["Nucleus"] and all(a.geometry is None for a in train.images[2].annotations)
@@ -71,10 +73,10 @@ def test_point_only_images_teach_the_heatmap_and_not_the_foreground(folders) -> 
     assert not targets.outlined and targets.foreground.sum() == 0
     for x, y in targets.centres:
         assert targets.heat[int(y), int(x)] > 0.75
-    batch = {"heat": torch.from_numpy(targets.heat)[None], "foreground": torch.zeros(1, 192, 192),
-             "classes": torch.full((1, 192, 192), -100), "valid": torch.ones(1, 192, 192),
+    batch = {"heat": torch.from_numpy(targets.heat)[None], "foreground": torch.zeros(1, 160, 160),
+             "classes": torch.full((1, 160, 160), -100), "valid": torch.ones(1, 160, 160),
              "outlined": torch.zeros(1)}
-    logits = torch.zeros(1, 2, 192, 192)
+    logits = torch.zeros(1, 2, 160, 160)
     other = logits.clone()
     other[:, 1] = 5.0  # a very different foreground guess changes nothing on a point-only image
     assert nuclei_loss(logits, batch)[0].item() == pytest.approx(nuclei_loss(other, batch)[0].item(), rel=1e-6)
@@ -84,7 +86,7 @@ def test_point_only_images_teach_the_heatmap_and_not_the_foreground(folders) -> 
 
 @pytest.mark.parametrize("factor", [0.5, 1.0, 2.0])
 def test_training_images_are_brought_to_the_model_pixel_size(factor: float) -> None:
-    rgb, _, _ = synthetic_tile(7, size=384)
+    rgb, _, _ = synthetic_tile(7, size=320)
     resized = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
     unknown = ImageRecord(Path("x.png"), resized.shape[1], resized.shape[0])
     estimated = model_scale_factor(resized, unknown, MPP)
@@ -94,20 +96,19 @@ def test_training_images_are_brought_to_the_model_pixel_size(factor: float) -> N
     assert model_scale_factor(resized, unknown, None) == 1.0
 
 
-def test_fine_tuning_a_package_lowers_the_loss_and_the_cli_runs_it(folders, tmp_path: Path) -> None:
+def test_fine_tuning_the_default_model_lowers_the_loss_and_the_cli_runs_it(folders, tmp_path: Path) -> None:
     outlines, points = folders
-    config = TrainConfig(epochs=3, lr=3e-3, optimizer="adamw", step_size=0, weight_decay=0.0, max_steps_per_epoch=3,
+    config = TrainConfig(epochs=3, lr=1e-3, optimizer="adamw", step_size=0, weight_decay=0.0, max_steps_per_epoch=2,
                          device="cpu")
-    base = nuclei_task([outlines], batch_size=4, crop=96, params={"depth": 2, "width": 8}, mpp=MPP, progress=False)
-    fit(base, config, tmp_path / "base", progress=False)
-    tuned = nuclei_task([outlines, points], batch_size=4, crop=96, params={"depth": 2, "width": 8},
-                        init=str(tmp_path / "base"), progress=False, augment=False)
-    assert tuned.mpp == MPP                                            # the pixel size comes with --init
-    result = fit(tuned, config, tmp_path / "tuned", progress=False)
+    task = nuclei_task([outlines, points], batch_size=2, crop=96, val_split=0.25, init=DEFAULT_NUCLEI_MODEL,
+                       augment=False, progress=False)
+    assert task.mpp == read_spec(resolve_model_dir(DEFAULT_NUCLEI_MODEL)).mpp   # the pixel size comes with --init
+    assert {r.name for r in task.train_images} & {"1", "2", "3", "4"}            # point images' train split only
+    result = fit(task, config, tmp_path / "tuned", progress=False)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0]
     spec = json.loads((tmp_path / "tuned" / "model.json").read_text())
-    assert spec["training"]["init"] == str(tmp_path / "base") and spec["classes"][0]["name"] == "Nucleus"
+    assert spec["training"]["init"] == DEFAULT_NUCLEI_MODEL and [c["name"] for c in spec["classes"]] == ["Nucleus"]
     image = outlines / "images" / "0.png"
     out = tmp_path / "nuclei.geojson"
     done = subprocess.run([sys.executable, "-m", "cellbridge", "nuclei", str(image), "--model", str(tmp_path / "tuned"),
