@@ -65,3 +65,32 @@ def test_engine_tta_gives_mirrored_objects_for_a_mirror_image() -> None:
     assert np.allclose(found, mirrored, atol=0.05)                 # every nucleus has its mirror twin
     plain, _ = centres(False)
     assert np.abs(plain.astype(np.float32) - plain[..., ::-1].astype(np.float32)).max() > 0.05
+
+
+def test_cli_tta_finds_mirrored_nuclei_on_a_mirror_image_and_classical_refuses_it(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+    from cellbridge.io.qupath_geojson import read_objects
+
+    scene = build_scene(SynthConfig(width=256, height=256, tissue_fraction=1.0, seed=9))
+    half = render_region(scene, 0, 0, 128, 256)
+    image = tmp_path / "mirror.png"
+    cv2.imwrite(str(image), cv2.cvtColor(np.concatenate([half, half[:, ::-1]], axis=1), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "n.geojson"
+    run = [sys.executable, "-m", "cellbridge", "nuclei", str(image), "--pixel-size", "0.5", "--device", "cpu"]
+    done = subprocess.run([*run, "--model", "nuclei-he", "--tta", "--no-tissue", "--tile", "256", "--overlap", "0",
+                           "--out", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["objects"] >= 10
+    found = np.array([[o.geometry.centroid.x, o.geometry.centroid.y] for o in read_objects(out)])
+    mirrored = np.column_stack([256 - found[:, 0], found[:, 1]])
+    order = lambda a: a[np.lexsort((a[:, 1], a[:, 0]))]  # noqa: E731
+    assert np.allclose(order(found), order(mirrored), atol=0.05)
+    refused = subprocess.run([*run, "--model", "classical", "--tta", "--out", str(tmp_path / "c.geojson")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "test-time augmentation" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

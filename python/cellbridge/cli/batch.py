@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "see `cellbridge models`)")
     parser.add_argument("--out-dir", required=True, help="output folder: counts.csv and <project>/<id>-<image>.geojson")
     add_run_arguments(parser, "device", "batch_size", "tile_size", "overlap", "cell_expansion", "threshold",
-                      "pixel_size", "tissue")
+                      "pixel_size", "tissue", "tta")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", dest="resume", action="store_true", default=True,
                         help="skip images already done with the same model and parameters (default)")

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "written as QuPath detections (or cells with --cell-expansion).")
     _common(nuclei)
     nuclei.add_argument("--model", default=DEFAULT_NUCLEI_MODEL, help=f"default {DEFAULT_NUCLEI_MODEL}")
-    add_run_arguments(nuclei, "cell_expansion")
+    add_run_arguments(nuclei, "cell_expansion", "tta")
     nuclei.add_argument("--foreground", choices=["model", "otsu"], help="nucleus foreground: the model's "
                         "(default) or Otsu on hematoxylin")
     ihc = nuclei.add_argument_group("IHC scoring (QuPath's positive cell detection conventions; OD = optical "

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "images held out by id: numeric id mod 5 == 0), train (the others) or all (default)")
     parser.add_argument("--only", help="nuclei: comma-separated image ids to score")
     parser.add_argument("--modality", help="nuclei: only images whose manifest modality contains this text")
-    add_run_arguments(parser, "pixel_size", "device",
+    add_run_arguments(parser, "pixel_size", "device", "tta",
                       help={"pixel_size": "µm per pixel of the images, or 'estimate' (the default: per image from "
                                           "its nuclei)"})
     parser.add_argument("--json", dest="json_out", help="also write the full result (per image too) here")

@@ -30,6 +30,7 @@ class Engine(abc.ABC):
     """
 
     compartment: str | None = None  # measurement prefix for non-cell objects (e.g. "Nucleus")
+    flip_tta: bool = False          # averages the outputs of flipped tiles when its options say "tta"
     DEFAULTS: ClassVar[Mapping[str, Any]] = {"max_object_size": 64}
     threshold_option: ClassVar[str | None] = None  # the option the run's `threshold` sets
 

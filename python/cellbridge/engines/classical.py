@@ -71,6 +71,7 @@ class ClassicalEngine(NucleiEngine):
     model.json or the run, e.g. the run's `threshold` → `peak_threshold`) is kept as given."""
 
     DEFAULTS = {**NUCLEI_DEFAULTS, **DEFAULTS}
+    flip_tta = False  # no network: nothing to average
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

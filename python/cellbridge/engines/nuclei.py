@@ -39,6 +39,7 @@ class NucleiEngine(Engine):
     """Keypoint U-Net + seeded watershed."""
 
     compartment = "Nucleus"
+    flip_tta = True
     DEFAULTS = DEFAULTS
     threshold_option = "peak_threshold"
 

@@ -154,6 +154,8 @@ class RunOptions:
         "grow cells this many µm around nuclei (px when the pixel size is unknown); cells never overlap "
         "(default 0: nuclei only)", _number(0.0, MAX_CELL_EXPANSION_UM, f"a number of µm within 0–"
                                                                         f"{MAX_CELL_EXPANSION_UM:g}"))
+    tta: bool = _option(False, "tta", "--tta", "nuclei models: average the maps of each tile's four flips (test-time "
+                        "augmentation; about 4× the forward time)", _boolean)
     measure: bool = _option(True, "measure", None, "measure each object (intensity, shape)", _boolean)
     stain: str = _option("he", "stain", None, "he, or ihc-dab: score each nucleus's DAB optical density",
                          _stain)
@@ -234,6 +236,8 @@ def add_run_arguments(parser: argparse.ArgumentParser | Any, *names: str,
         text = (help or {}).get(name, d.help)
         if d.negative_flag:
             parser.add_argument(d.flag, action="store_true", help=text)
+        elif d.check is _boolean:
+            parser.add_argument(d.flag, action="store_true", default=None, help=text)
         else:
             parser.add_argument(d.flag, type=_argparse_type(d, name), help=text,
                                 default=None if name != "device" else "auto")

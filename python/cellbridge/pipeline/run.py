@@ -129,6 +129,11 @@ class Pipeline:
             overrides[kind.threshold_option] = options.threshold
         if cell_expansion_px is not None and "cell_expansion_px" in kind.DEFAULTS:
             overrides["cell_expansion_px"] = cell_expansion_px
+        if options.tta:
+            if not kind.flip_tta:
+                raise CellBridgeError(f"model {spec.name!r} ({spec.architecture}) has no test-time augmentation; "
+                                      "--tta is for nuclei network models")
+            overrides["tta"] = True
         return make_engine(self.package, self.device, overrides)
 
     def prepare(self, slide: Slide, roi: BaseGeometry | None = None, options: RunOptions | None = None) -> RunPlan:
