@@ -190,6 +190,9 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
         bar.update()
 
     try:
+        for index in sorted(outcomes):  # skipped images: their project data may still lack this run's objects
+            if writer is not None and outcomes[index].status == "skipped" and outcomes[index].output is not None:
+                _write_into_project(writer, images[index], outcomes[index])
         table.put([_row(outcomes[i], options.model, signature) for i in sorted(outcomes)])
         bar.update(len(outcomes))
         if options.scheduler:
