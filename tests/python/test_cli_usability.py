@@ -34,7 +34,7 @@ def test_a_missing_file_is_named_in_words_not_errno(tmp_path: Path, capsys) -> N
     missing = tmp_path / "nosuch.json"
     assert main(["train", "--task", "nuclei", "--data", str(missing), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"cellbridge train: error: {missing}: no such file or directory"
+    assert err.strip() == f"cellbridge train: error: {missing}: no such file or folder"
 
 
 def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:

@@ -97,4 +97,5 @@ def validation_progress(module: torch.nn.Module, total: int | None, enabled: boo
         yield calls
     finally:
         handle.remove()
+        bar.refresh()  # the final count is shown even when the passes were quicker than tqdm's redraw interval
         bar.close()
