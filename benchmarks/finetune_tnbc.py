@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tnbc"
-RECIPE = ["--epochs", "10", "--steps-per-epoch", "15", "--batch-size", "4", "--crop", "192", "--lr", "0.001",
+RECIPE = ["--epochs", "40", "--batch-size", "2", "--crop", "192", "--lr", "0.0005",
           "--val-split", "0.2", "--scale-range", "0.8,1.25", "--stain-jitter", "strong", "--schedule", "cosine"]
 
 
