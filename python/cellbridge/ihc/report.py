@@ -122,17 +122,7 @@ def _table(regions: Sequence[RegionSummary], title: str, width: int,
         return _count_table(regions, title, width, colours)
     graded = any(r.graded for r in regions)
     labels = INTENSITY_CLASSES if graded else ("Negative", POSITIVE)
-    height = line * (3 + 2 * len(regions)) + 10
-    panel = np.full((height, width, 3), 255, np.uint8)
-    y = line
-    if title:
-        _text(panel, _ascii(title), (8, y), 0.6, (0, 0, 0), 2)
-    y += line
-    x = 8
-    for label in labels:
-        cv2.rectangle(panel, (x, y - 12), (x + 14, y + 2), overlay_colour(label, ()), -1)
-        _text(panel, label, (x + 20, y), 0.5, (0, 0, 0), 1)
-        x += 30 + 12 * len(label) + 20
+    panel, y = _legend_panel(len(regions), title, width, labels, {})
     for number, region in enumerate(regions, start=1):
         y += line
         counts = "  ".join(f"{label} {region.count(label)}" for label in labels)
@@ -144,12 +134,36 @@ def _table(regions: Sequence[RegionSummary], title: str, width: int,
         if region.graded:
             parts.append(f"H-score {_number(region.h_score)}")
         parts.append(f"{_number(density)} positive/mm2" if not math.isnan(density) else "density n/a (no pixel size)")
-        if not math.isnan(region.area_um2):
-            parts.append(f"area {region.area_um2 / 1e6:.3g} mm2")
-        elif not math.isnan(region.area_px):
-            parts.append(f"area {region.area_px:.3g} px2")
+        parts += _area(region)
         _text(panel, "    " + "   ".join(parts), (8, y), 0.5, (40, 40, 40), 1)
     return panel
+
+
+def _legend_panel(rows: int, title: str, width: int, labels: Sequence[str],
+                  colours: dict[str, tuple[int, int, int]]) -> tuple[np.ndarray, int]:
+    """A white panel with room for two lines per region, the title and a legend of `labels` in their colours
+    (`colours`, else the overlay's); returns it and the legend line's y."""
+    line = 22
+    panel = np.full((line * (3 + 2 * rows) + 10, width, 3), 255, np.uint8)
+    y = line
+    if title:
+        _text(panel, _ascii(title), (8, y), 0.6, (0, 0, 0), 2)
+    y += line
+    x = 8
+    for label in labels:
+        cv2.rectangle(panel, (x, y - 12), (x + 14, y + 2), colours.get(label) or overlay_colour(label, ()), -1)
+        _text(panel, _ascii(label), (x + 20, y), 0.5, (0, 0, 0), 1)
+        x += 30 + 12 * len(label) + 20
+    return panel, y
+
+
+def _area(region: RegionSummary) -> list[str]:
+    """The region's area for the panel: in mm² when the pixel size is known, else in px²; none when unknown."""
+    if not math.isnan(region.area_um2):
+        return [f"area {region.area_um2 / 1e6:.3g} mm2"]
+    if not math.isnan(region.area_px):
+        return [f"area {region.area_px:.3g} px2"]
+    return []
 
 
 def _count_table(regions: Sequence[RegionSummary], title: str, width: int,
@@ -158,18 +172,7 @@ def _count_table(regions: Sequence[RegionSummary], title: str, width: int,
     region."""
     line = 22
     labels = sorted({c for r in regions for c in r.class_counts})
-    height = line * (3 + 2 * len(regions)) + 10
-    panel = np.full((height, width, 3), 255, np.uint8)
-    y = line
-    if title:
-        _text(panel, _ascii(title), (8, y), 0.6, (0, 0, 0), 2)
-    y += line
-    x = 8
-    for label in labels:
-        cv2.rectangle(panel, (x, y - 12), (x + 14, y + 2), (colours or {}).get(label) or overlay_colour(label, ()),
-                      -1)
-        _text(panel, _ascii(label), (x + 20, y), 0.5, (0, 0, 0), 1)
-        x += 30 + 12 * len(label) + 20
+    panel, y = _legend_panel(len(regions), title, width, labels, colours or {})
     for number, region in enumerate(regions, start=1):
         y += line
         counts = "  ".join(f"{label} {region.class_counts.get(label, 0)}" for label in labels)
@@ -178,10 +181,7 @@ def _count_table(regions: Sequence[RegionSummary], title: str, width: int,
         y += line
         density = region.detections_per_mm2
         parts = [f"{_number(density)} objects/mm2" if not math.isnan(density) else "density n/a (no pixel size)"]
-        if not math.isnan(region.area_um2):
-            parts.append(f"area {region.area_um2 / 1e6:.3g} mm2")
-        elif not math.isnan(region.area_px):
-            parts.append(f"area {region.area_px:.3g} px2")
+        parts += _area(region)
         if region.clip_note:
             parts.append(region.clip_note)
         _text(panel, _ascii("    " + "   ".join(parts)), (8, y), 0.5, (40, 40, 40), 1)
