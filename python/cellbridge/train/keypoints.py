@@ -326,7 +326,7 @@ class NucleiTask:
             item = data[i]
             logits = module(item["image"][None].to(device)).float()
             heat, fg = torch.sigmoid(logits[0, :2]).cpu().numpy()
-            _, record = load_scaled(self.val_images[i], self.factors.get(self.val_images[i].name, 1.0))
+            record = rescaled_record(self.val_images[i], self.factors.get(self.val_images[i].name, 1.0))
             targets = render_targets(record, data.class_index, self.sigma)
             labels, _ = segment_nuclei(heat, fg, None, options)
             valid = item["valid"].numpy() > 0.5
