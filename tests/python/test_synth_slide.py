@@ -12,7 +12,7 @@ import shapely
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.qupath_geojson import read_objects
 from cellbridge.io.slides import open_slide
-from cellbridge.synth import SynthConfig, build_scene, generate_slide, render_region
+from cellbridge.synth import HE_VESICULAR_CLASSES, SynthConfig, build_scene, generate_slide, render_region
 from cellbridge.tiling import detect_tissue, plan_tiles
 from shapely.geometry import box
 
@@ -85,6 +85,29 @@ def test_nuclei_render_dark_purple_on_pink_tissue_and_glass_is_white(scene) -> N
     assert stroma[:, 0].mean() > stroma[:, 1].mean() + 40                      # pink: red ≫ green
     assert nuclei.mean() < stroma.mean() - 60                                   # nuclei much darker
     assert nuclei[:, 2].mean() > nuclei[:, 1].mean() + 30                       # purple: blue ≫ green
+
+
+def test_vesicular_tumour_nuclei_are_pale_inside_a_dark_rim_and_solid_ones_are_not() -> None:
+    def darkness_by_ring(classes):
+        config = SynthConfig(width=768, height=768, tissue_fraction=0.9, seed=5, classes=classes)
+        built = build_scene(config)
+        grey = render_region(built, 0, 0, 768, 768).astype(float).mean(axis=2)
+        ys, xs = np.mgrid[0:768, 0:768] + 0.5
+        inner, rim = [], []
+        for i in np.flatnonzero(built.labels == 0)[:60]:   # the tumour class
+            (cx, cy), (a, b), angle = built.centres[i], built.axes[i], built.angles[i]
+            u = (xs - cx) * np.cos(angle) + (ys - cy) * np.sin(angle)
+            v = -(xs - cx) * np.sin(angle) + (ys - cy) * np.cos(angle)
+            q = np.hypot(u / a, v / b)
+            inner.append(np.median(grey[q < 0.45]))
+            rim.append(np.median(grey[(q > 0.8) & (q < 0.95)]))
+        return 255 - np.median(inner), 255 - np.median(rim)
+
+    solid_inner, solid_rim = darkness_by_ring(SMALL.classes)
+    vesicular_inner, vesicular_rim = darkness_by_ring(HE_VESICULAR_CLASSES)
+    assert vesicular_rim > vesicular_inner + 25          # open chromatin: the membrane is the darkest part
+    assert solid_inner > solid_rim - 25                  # solid: dark all through
+    assert vesicular_inner < solid_inner - 40            # and much paler inside than solid nuclei
 
 
 def test_written_slide_is_a_pyramid_with_pixel_size_and_exact_pixels(tmp_path, scene) -> None:

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same slide")
     parser.add_argument("--mpp", type=float, default=0.5, help="pixel size in µm written to the TIFF (default 0.5)")
     parser.add_argument("--density", type=float, default=4000.0, help="nuclei per mm² of tissue (default 4000)")
+    parser.add_argument("--nuclei", default="solid", choices=["solid", "vesicular"],
+                        help="solid: dense chromatin (default); vesicular: large pale tumour nuclei with open "
+                             "chromatin, a dark rim and a nucleolus, as in many carcinomas")
     parser.add_argument("--stain", default="he", choices=["he", "ihc-dab"],
                         help="he: H&E (default); ihc-dab: hematoxylin + DAB with known intensity classes")
     parser.add_argument("--ihc-fractions", type=_parse_fractions, default=(0.6, 0.15, 0.15, 0.1),
@@ -43,13 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate and print a JSON summary."""
     from cellbridge.errors import CellBridgeError
-    from cellbridge.synth import SynthConfig, generate_slide
+    from cellbridge.synth import NUCLEUS_LOOKS, SynthConfig, generate_slide
 
     try:
         config = SynthConfig(width=args.size[0], height=args.size[1], tissue_fraction=args.tissue_fraction,
                              seed=args.seed, mpp=args.mpp, nuclei_per_mm2=args.density, stain=args.stain,
                              ihc_fractions=args.ihc_fractions, ihc_cytoplasm_dab=args.cytoplasm_dab,
-                             ihc_background_dab=args.background_dab)
+                             ihc_background_dab=args.background_dab, classes=NUCLEUS_LOOKS[args.nuclei])
     except ValueError as error:
         raise CellBridgeError(str(error)) from error
     result = generate_slide(args.out, config, args.truth, tile=args.tile, compression=args.compression,

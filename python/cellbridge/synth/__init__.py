@@ -3,8 +3,10 @@
 from cellbridge.synth.render import ihc_vectors, render_region
 from cellbridge.synth.scene import (
     HE_CLASSES,
+    HE_VESICULAR_CLASSES,
     IHC_CLASSES,
     IHC_DAB_LEVELS,
+    NUCLEUS_LOOKS,
     STAINS,
     NucleusClass,
     Scene,
@@ -13,6 +15,6 @@ from cellbridge.synth.scene import (
 )
 from cellbridge.synth.slide import SynthResult, generate_slide, ihc_scores, pyramid_levels, truth_objects
 
-__all__ = ["HE_CLASSES", "IHC_CLASSES", "IHC_DAB_LEVELS", "STAINS", "NucleusClass", "Scene", "SynthConfig",
+__all__ = ["HE_CLASSES", "HE_VESICULAR_CLASSES", "IHC_CLASSES", "IHC_DAB_LEVELS", "NUCLEUS_LOOKS", "STAINS", "NucleusClass", "Scene", "SynthConfig",
            "SynthResult", "build_scene", "generate_slide", "ihc_scores", "ihc_vectors", "pyramid_levels",
            "render_region", "truth_objects"]

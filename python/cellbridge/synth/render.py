@@ -24,6 +24,8 @@ STROMA_RGB = np.array([234.0, 164.0, 200.0], np.float32)
 EDGE_BAND = 0.04          # field units over which tissue fades into glass
 IHC_COUNTERSTAIN = 0.13   # hematoxylin OD of the pale stroma (still found as tissue: saturation ~30 of 255)
 CYTOPLASM_REACH = 1.7     # IHC cytoplasm ring: out to this multiple of the nucleus's radii
+VESICLE_RGB = np.array([192.0, 166.0, 208.0], np.float32)    # open chromatin: pale lilac
+NUCLEOLUS_RGB = np.array([96.0, 40.0, 110.0], np.float32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -79,8 +81,27 @@ def _draw_nuclei(scene: Scene, rgb: np.ndarray, x: int, y: int, w: int, h: int) 
         tex = n.texture()
         shade = scene.intensity[n.i] * (1.0 + n.klass.texture * 0.35 * tex) * (1.0 - 0.18 * np.clip(n.q - 0.6, 0, 1))
         colour = np.array(n.klass.rgb, np.float32) * np.clip(2.0 - shade, 0.4, 1.6)[..., None]
+        if n.klass.vesicular > 0:
+            colour = _open_chromatin(scene, n, colour, tex)
         patch = rgb[n.rows, n.cols]
         patch += (colour - patch) * (n.alpha * 0.95)[..., None]
+
+
+def _open_chromatin(scene: Scene, n: _NucleusWindow, colour: np.ndarray, tex: np.ndarray) -> np.ndarray:
+    """A vesicular nucleus: pale inside the membrane except for chromatin clumps, and one dark nucleolus placed
+    off-centre by the nucleus's index (so every cut of the slide agrees)."""
+    membrane = np.clip((n.q - 0.72) / 0.2, 0.0, 1.0)
+    clumps = np.clip(tex - 0.9, 0.0, 1.0)
+    paleness = n.klass.vesicular * (1.0 - membrane) * (1.0 - clumps)
+    colour = colour + (VESICLE_RGB - colour) * paleness[..., None]
+    cx, cy = scene.centres[n.i]
+    turn = (n.i * 2.399963) % (2 * math.pi)   # golden angle: neighbours' nucleoli point different ways
+    ox, oy = 0.3 * n.minor * math.cos(turn), 0.3 * n.minor * math.sin(turn)
+    ys = np.arange(n.rows.start, n.rows.stop, dtype=np.float32)[:, None] + 0.5 - (cy - n.region[1]) - oy
+    xs = np.arange(n.cols.start, n.cols.stop, dtype=np.float32)[None, :] + 0.5 - (cx - n.region[0]) - ox
+    radius = max(1.0, 0.16 * n.minor)
+    nucleolus = np.clip(radius + 0.5 - np.sqrt(xs ** 2 + ys ** 2), 0.0, 1.0)
+    return colour + (NUCLEOLUS_RGB - colour) * nucleolus[..., None]
 
 
 # ------------------------------------------------------------------------------------------------------ IHC
@@ -151,6 +172,7 @@ class _NucleusWindow:
     origin: tuple[int, int]
     chromatin: np.ndarray
     minor: float  # semi-minor axis (px)
+    region: tuple[int, int]  # level-0 origin of the region the slices index
 
     def texture(self, dx: int = 0, dy: int = 0) -> np.ndarray:
         """The shared chromatin texture shifted per nucleus (so neighbours differ but any cut agrees)."""
@@ -177,4 +199,4 @@ def _nucleus_windows(scene: Scene, x: int, y: int, w: int, h: int, reach: float 
         q = np.sqrt((u / a) ** 2 + (v / b) ** 2)
         alpha = np.clip((1.0 - q) * b + 0.5, 0.0, 1.0)
         yield _NucleusWindow(int(i), scene.config.classes[int(scene.labels[i])], slice(y0 - y, y1 - y),
-                             slice(x0 - x, x1 - x), q, alpha, (x0, y0), chromatin, float(b))
+                             slice(x0 - x, x1 - x), q, alpha, (x0, y0), chromatin, float(b), (x, y))

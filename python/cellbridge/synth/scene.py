@@ -25,7 +25,10 @@ ELLIPSE_VERTICES = 32
 
 @dataclass(frozen=True)
 class NucleusClass:
-    """How one class of nuclei looks: semi-axes in µm, colour (RGB) and chromatin texture strength."""
+    """How one class of nuclei looks: semi-axes in µm, colour (RGB) and chromatin texture strength.
+
+    `vesicular` > 0 draws open chromatin: a pale interior (that share of the way to pale lilac), coarse chromatin
+    clumps, a dark rim along the nuclear membrane and a nucleolus, as in many carcinoma nuclei."""
 
     name: str
     major_um: tuple[float, float]
@@ -34,6 +37,7 @@ class NucleusClass:
     texture: float
     share: float
     cluster: float          # fraction of this class placed in touching clusters
+    vesicular: float = 0.0
 
 
 HE_CLASSES: tuple[NucleusClass, ...] = (
@@ -42,6 +46,14 @@ HE_CLASSES: tuple[NucleusClass, ...] = (
     NucleusClass("Stroma", (3.8, 5.2), (1.2, 1.7), (92, 52, 128), 0.15, 0.2, 0.0),
 )
 
+# Carcinoma-like H&E: large, pale, vesicular tumour nuclei (open chromatin, dark rim, nucleolus) among small dark
+# lymphocytes and thin stromal nuclei; the same class names as HE_CLASSES.
+HE_VESICULAR_CLASSES: tuple[NucleusClass, ...] = (
+    NucleusClass("Tumor", (4.6, 7.0), (3.4, 5.2), (104, 66, 146), 0.45, 0.55, 0.7, vesicular=0.8),
+    NucleusClass("Immune cells", (2.0, 2.6), (1.8, 2.4), (62, 38, 110), 0.08, 0.3, 0.4),
+    NucleusClass("Stroma", (3.8, 5.2), (1.2, 1.7), (92, 52, 128), 0.15, 0.15, 0.0),
+)
+NUCLEUS_LOOKS = {"solid": HE_CLASSES, "vesicular": HE_VESICULAR_CLASSES}
 
 STAINS = ("he", "ihc-dab")
 IHC_CLASSES: tuple[str, ...] = ("Negative", "1+", "2+", "3+")  # QuPath's intensity class names
