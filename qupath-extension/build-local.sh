@@ -134,4 +134,15 @@ for arg in "$@"; do case "$arg" in --select*) select=() ;; esac; done
      -cp "$OUT/test:$OUT/main:$RUN_CP:$CONSOLE" org.junit.platform.console.ConsoleLauncher \
      "${select[@]}" \
      --include-engine junit-jupiter \
-     --fail-if-no-tests --disable-banner --disable-ansi-colors --details=tree "$@"
+     --fail-if-no-tests --disable-banner --disable-ansi-colors --details=tree \
+     --reports-dir "$OUT/reports" "$@" && exit 0 || status=$?
+# a failing run ends with the names and messages of the failed tests (the tree above may be long)
+python3 - "$OUT/reports" <<'PY' || true
+import glob, sys, xml.etree.ElementTree as ET
+for report in glob.glob(sys.argv[1] + "/TEST-*.xml"):
+    for case in ET.parse(report).getroot().iter("testcase"):
+        for problem in list(case.findall("failure")) + list(case.findall("error")):
+            message = (problem.get("message") or problem.text or "").strip().splitlines()
+            print(f"FAILED {case.get('classname')}.{case.get('name')}: {message[0][:300] if message else ''}")
+PY
+exit "$status"
