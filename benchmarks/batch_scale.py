@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from cellbridge.batch import BatchOptions, run_batch
-    from cellbridge.engines.device import available_cores
+    from cellbridge.device import available_cores
     from cellbridge.pipeline.options import RunOptions
     from cellbridge.synth import SynthConfig, generate_slide
 

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import torch
 import torchvision
-from cellbridge.engines.detector import build_detector
-from cellbridge.engines.device import resolve_device
-from cellbridge.engines.preprocess import to_batch
+from cellbridge.device import resolve_device
 from cellbridge.engines.registry import make_engine
 from cellbridge.models.package import ModelPackage, ModelSpec, load_model
+from cellbridge.models.preprocess import to_batch
+from cellbridge.networks.detector import build_detector
 from timing import timed
 
 TILE = 512

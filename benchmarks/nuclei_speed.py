@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 import torchvision
-from cellbridge.engines.device import autocast, resolve_device
-from cellbridge.engines.preprocess import to_batch
+from cellbridge.device import autocast, resolve_device
 from cellbridge.io.slides import open_slide
+from cellbridge.models.preprocess import to_batch
 from cellbridge.pipeline.run import Pipeline, RunOptions
 from cellbridge.synth import SynthConfig, generate_slide, render_region
 from cellbridge.tiling.plan import Tile
@@ -57,9 +57,9 @@ def main() -> None:
     raws = forward()
 
     def post():
-        from cellbridge.engines.measure import measure_objects
+        from cellbridge.features.measure import measure_objects
         for raw, rgb, tile in zip(raws, tiles, tile_info):
-            objects = engine.postprocess(raw, rgb, tile)
+            objects = engine.postprocessor()(raw, rgb, tile)
             measure_objects(objects, rgb, (tile.x, tile.y), 1.0, 0.5, engine.compartment)
 
     t_post = timed(post, args.repeat) / len(tiles)

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import torch
-from cellbridge.engines.device import autocast
-from cellbridge.engines.preprocess import to_batch
+from cellbridge.device import autocast
 from cellbridge.io.slides import open_slide
+from cellbridge.models.preprocess import to_batch
 from cellbridge.pipeline.run import Pipeline, RunOptions
 from cellbridge.synth import SynthConfig, generate_slide, render_region
 from shapely.geometry import box

@@ -21,3 +21,7 @@ class DatasetError(CellBridgeError):
 
 class CorruptSlideError(SlideError):
     """A slide whose format was recognised but whose content is cut short or fails to decode."""
+
+
+class ModelError(CellBridgeError):
+    """A model package is missing, malformed or does not match its weights."""

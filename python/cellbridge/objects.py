@@ -17,8 +17,12 @@ from shapely.geometry.base import BaseGeometry
 
 ObjectType = Literal["annotation", "detection", "cell", "tile", "tmaCore"]
 OBJECT_TYPES: tuple[str, ...] = ("annotation", "detection", "cell", "tile", "tmaCore")
+REGION_OBJECT_TYPES: tuple[str, ...] = ("annotation", "detection")  # what region and instance engines may emit
 
 RGB = tuple[int, int, int]
+
+#: the measurement holding a detected object's score (QuPath's name); seams keep the higher-scoring duplicate
+SCORE_MEASUREMENT = "Detection probability"
 
 # QuPath's built-in class colours (qupath.lib.objects.classes.PathClass), so our classes look familiar.
 STANDARD_CLASS_COLORS: dict[str, RGB] = {

@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from cellbridge.engines.classify import (
+from cellbridge.errors import CellBridgeError
+from cellbridge.features.classifiers import (
     MeasurementClassifier,
     ReferenceColourClassifier,
     apply_classifier,
     load_classifier,
 )
-from cellbridge.engines.measure import measure_objects
-from cellbridge.errors import CellBridgeError
+from cellbridge.features.measure import measure_objects
 from cellbridge.objects import PathClass, PathObject, class_color
 from shapely.geometry import Point
 

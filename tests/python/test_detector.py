@@ -10,19 +10,25 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from shapely.geometry import Point, Polygon, box
-
 from cellbridge.datasets.coco import write_coco
 from cellbridge.datasets.records import Annotation, Dataset, ImageRecord
-from cellbridge.engines.detector import build_detector, filter_detections
-from cellbridge.engines.preprocess import to_batch
+from cellbridge.engines.detector import filter_detections
 from cellbridge.engines.registry import make_engine
-from cellbridge.merge.seams import SCORE_MEASUREMENT
-from cellbridge.models.package import ModelError, ModelPackage, ModelSpec, load_model, save_model
+from cellbridge.models.package import (
+    ModelError,
+    ModelPackage,
+    ModelSpec,
+    load_model,
+    save_model,
+)
+from cellbridge.models.preprocess import to_batch
+from cellbridge.networks.detector import build_detector
+from cellbridge.objects import SCORE_MEASUREMENT
 from cellbridge.tiling.plan import Tile
 from cellbridge.train.augment import build_augmentation, reseed
 from cellbridge.train.detect import detection_task, evaluate_detector, load_sample
 from cellbridge.train.loop import TrainConfig, fit
+from shapely.geometry import Point, Polygon, box
 
 TINY = {"width": 8, "fpn_channels": 32, "representation_size": 128}
 CLASSES = ["round", "square"]
@@ -110,7 +116,7 @@ def test_postprocess_maps_boxes_to_level0_with_offset_and_downsample() -> None:
                 core=(1000.0, 2000.0, 1512.0, 2512.0))
     raw = {"boxes": np.array([[10, 20, 30, 60], [0, 0, 5, 5]], np.float32),
            "scores": np.array([0.9, 0.6], np.float32), "labels": np.array([2, 1], np.int64)}
-    objects = engine.postprocess(raw, np.zeros((128, 128, 3), np.uint8), tile)
+    objects = engine.postprocessor()(raw, np.zeros((128, 128, 3), np.uint8), tile)
     assert [o.class_name for o in objects] == ["square", "round"]
     assert objects[0].geometry.bounds == pytest.approx((1040.0, 2080.0, 1120.0, 2240.0))
     assert objects[0].geometry.equals(box(1040, 2080, 1120, 2240))
@@ -118,7 +124,7 @@ def test_postprocess_maps_boxes_to_level0_with_offset_and_downsample() -> None:
     assert objects[0].object_type == "detection"
     assert objects[0].measurements[SCORE_MEASUREMENT] == pytest.approx(0.9)
     assert objects[0].path_class.color == tuple(engine.spec.classes[1]["color"])
-    points = make_engine(engine.package, torch.device("cpu"), {"output": "points"}).postprocess(
+    points = make_engine(engine.package, torch.device("cpu"), {"output": "points"}).postprocessor()(
         raw, np.zeros((128, 128, 3), np.uint8), tile)
     assert isinstance(points[0].geometry, Point)
     assert (points[0].geometry.x, points[0].geometry.y) == pytest.approx((1080.0, 2160.0))
@@ -246,7 +252,7 @@ def test_shipped_bccd_model_finds_the_white_cells_of_test_images() -> None:
         rgb = read_rgb(record.path)
         small = cv2.resize(rgb, (round(rgb.shape[1] / ds), round(rgb.shape[0] / ds)), interpolation=cv2.INTER_AREA)
         tile = Tile(0, 0, 0, 0.0, 0.0, max(small.shape[:2]), ds, (0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])))
-        objects = engine.postprocess(engine.infer(to_batch([small], engine.spec.preprocessing))[0], small, tile)
+        objects = engine.postprocessor()(engine.infer(to_batch([small], engine.spec.preprocessing))[0], small, tile)
         found = [o.geometry.bounds for o in objects if o.class_name == "WBC"]
         for truth in (a.bbox for a in record.annotations if a.label == "WBC"):
             assert max((box_iou(truth, f) for f in found), default=0.0) >= 0.5, (record.name, truth, found)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import shapely
-from cellbridge.engines.classify import ReferenceColourClassifier
-from cellbridge.engines.measure import (
+from cellbridge.features.classifiers import ReferenceColourClassifier
+from cellbridge.features.measure import (
     CHANNELS,
     intensity_name,
     measure_objects,

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from cellbridge.engines.device import AdaptiveBatcher, DeviceError, available_devices, resolve_device
-from cellbridge.engines.nuclei import build_nuclei_unet
+from cellbridge.device import (
+    AdaptiveBatcher,
+    DeviceError,
+    available_devices,
+    resolve_device,
+)
 from cellbridge.models.package import (
     BUILTIN_DIR,
     ModelError,
@@ -19,6 +23,7 @@ from cellbridge.models.package import (
     resolve_model_dir,
     save_model,
 )
+from cellbridge.networks.unet import build_nuclei_unet
 
 
 def tiny_spec(**changes) -> ModelSpec:

@@ -10,9 +10,10 @@ import pytest
 import shapely
 import torch
 from cellbridge.datasets.tile_export import export_coco_tiles
-from cellbridge.engines.nuclei import NucleiEngine, build_nuclei_unet
+from cellbridge.engines.nuclei import NucleiEngine
 from cellbridge.io.slides import ArraySlide
 from cellbridge.models.package import ModelPackage, ModelSpec
+from cellbridge.networks.unet import build_nuclei_unet
 from cellbridge.synth import SynthConfig, build_scene, render_region, truth_objects
 from cellbridge.tiling.plan import Tile
 from cellbridge.train.keypoints import nuclei_task, render_targets
@@ -36,7 +37,7 @@ def touching_discs() -> np.ndarray:
 
 def test_touching_nuclei_are_split_and_mapped_to_level0() -> None:
     tile = Tile(index=0, row=0, col=0, x=1000.0, y=2000.0, size=64, downsample=2.0, core=(1000, 2000, 1128, 2096))
-    objects = engine().postprocess(touching_discs(), np.zeros((48, 64, 3), np.uint8), tile)
+    objects = engine().postprocessor()(touching_discs(), np.zeros((48, 64, 3), np.uint8), tile)
     assert len(objects) == 2
     centres = sorted((o.geometry.centroid.x, o.geometry.centroid.y) for o in objects)
     assert centres[0] == pytest.approx((1000 + 20 * 2, 2000 + 20 * 2), abs=1.5)
@@ -58,7 +59,7 @@ def test_overlapping_nuclei_are_split_where_the_heatmap_is_lowest_between_them()
     foreground = (relative[0] <= 1) | (relative[1] <= 1)
     maps = np.stack([heat, foreground]).astype(np.float32)
     tile = Tile(index=0, row=0, col=0, x=1000.0, y=2000.0, size=64, downsample=2.0, core=(1000, 2000, 1128, 2096))
-    objects = engine().postprocess(maps, np.zeros((48, 64, 3), np.uint8), tile)
+    objects = engine().postprocessor()(maps, np.zeros((48, 64, 3), np.uint8), tile)
     assert len(objects) == 2
     big, small = sorted(objects, key=lambda o: -o.geometry.area)
     assert big.geometry.contains(Point(1000 + 2 * 22, 2000 + 2 * 24))
@@ -78,7 +79,7 @@ def test_overlapping_nuclei_are_split_where_the_heatmap_is_lowest_between_them()
 
 def test_cells_grow_around_nuclei_without_overlapping() -> None:
     tile = Tile(index=0, row=0, col=0, x=0.0, y=0.0, size=64, downsample=1.0, core=(0, 0, 64, 48))
-    cells = engine(cell_expansion_px=5).postprocess(touching_discs(), np.zeros((48, 64, 3), np.uint8), tile)
+    cells = engine(cell_expansion_px=5).postprocessor()(touching_discs(), np.zeros((48, 64, 3), np.uint8), tile)
     assert [c.object_type for c in cells] == ["cell", "cell"]
     for cell in cells:
         assert cell.geometry.buffer(1e-6).contains(cell.nucleus_geometry)
@@ -89,8 +90,8 @@ def test_cells_grow_around_nuclei_without_overlapping() -> None:
 def test_peak_threshold_and_empty_maps() -> None:
     tile = Tile(index=0, row=0, col=0, x=0.0, y=0.0, size=64, downsample=1.0, core=(0, 0, 64, 48))
     maps = touching_discs()
-    assert engine(peak_threshold=1.01).postprocess(maps, np.zeros((48, 64, 3), np.uint8), tile) == []
-    assert engine().postprocess(np.zeros_like(maps), np.zeros((48, 64, 3), np.uint8), tile) == []
+    assert engine(peak_threshold=1.01).postprocessor()(maps, np.zeros((48, 64, 3), np.uint8), tile) == []
+    assert engine().postprocessor()(np.zeros_like(maps), np.zeros((48, 64, 3), np.uint8), tile) == []
 
 
 @pytest.fixture(scope="module")

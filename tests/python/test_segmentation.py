@@ -20,31 +20,41 @@ from cellbridge.datasets.coco import read_coco
 from cellbridge.engines.instance import (
     DistanceEngine,
     MaskRCNNEngine,
-    build_distance_unet,
-    build_mask_rcnn,
     paint_masks,
 )
-from cellbridge.engines.preprocess import preprocess_image
 from cellbridge.engines.registry import make_engine
-from cellbridge.engines.semantic import (
+from cellbridge.evaluate import glas_metrics, pixel_metrics
+from cellbridge.geometry import rasterize
+from cellbridge.io.qupath_geojson import read_objects
+from cellbridge.merge.regions import (
     RegionMerger,
     TileProbabilities,
     blend_window,
     class_map_of,
     mask_polygons,
 )
-from cellbridge.evaluate import glas_metrics, pixel_metrics
-from cellbridge.geometry import rasterize
-from cellbridge.io.qupath_geojson import read_objects
 from cellbridge.merge.seams import merge_tiles
 from cellbridge.models.package import ModelPackage, ModelSpec, load_model
+from cellbridge.models.preprocess import preprocess_image
+from cellbridge.networks.mask_rcnn import build_mask_rcnn
+from cellbridge.networks.unet import build_distance_unet
 from cellbridge.objects import PathClass
 from cellbridge.synth.glands import GlandConfig, build_glands, gland_dataset
-from cellbridge.synth.smear import SMEAR_CLASSES, SmearConfig, build_smear, smear_dataset
+from cellbridge.synth.smear import (
+    SMEAR_CLASSES,
+    SmearConfig,
+    build_smear,
+    smear_dataset,
+)
 from cellbridge.tiling import plan_tiles
 from cellbridge.train.instance import instance_task, normalised_distance
 from cellbridge.train.loop import TrainConfig, fit
-from cellbridge.train.semantic import IGNORE, class_weights_from_counts, render_class_map, semantic_task
+from cellbridge.train.semantic import (
+    IGNORE,
+    class_weights_from_counts,
+    render_class_map,
+    semantic_task,
+)
 from shapely.geometry import box, shape
 
 SMEAR_NAMES = [c.name for c in SMEAR_CLASSES]
@@ -198,7 +208,7 @@ def _oracle_glands(glands, tile_size: int, overlap: int):
     for tile in plan:
         labels = tile_view(glands.instances[None], tile, 0)[0]
         maps = np.stack([(labels > 0).astype(np.float32), normalised_distance(labels)])
-        per_tile.append((tile, engine.postprocess(maps, np.zeros((tile_size, tile_size, 3), np.uint8), tile)))
+        per_tile.append((tile, engine.postprocessor()(maps, np.zeros((tile_size, tile_size, 3), np.uint8), tile)))
     return merge_tiles(plan, per_tile), plan
 
 
@@ -235,7 +245,7 @@ def test_mask_rcnn_builds_from_the_detector_and_paints_by_score() -> None:
     labels = paint_masks(masks, np.array([0.6, 0.95]), 0.5)
     assert (labels[15:25, 15:25] == 2).all() and (labels[5:15, 5:15] == 1).all()
     tile = plan_tiles(40, 40, tile_size=40, overlap=0).tiles[0]
-    objects = engine.postprocess({"labels": labels, "scores": np.array([0.6, 0.95], np.float32),
+    objects = engine.postprocessor()({"labels": labels, "scores": np.array([0.6, 0.95], np.float32),
                                   "classes": np.array([1, 1])}, np.zeros((40, 40, 3), np.uint8), tile)
     assert sorted(round(o.geometry.area) for o in objects) == [300, 400]
     assert sorted(o.measurements["Detection probability"] for o in objects) == [0.6, 0.95]
@@ -289,7 +299,7 @@ def test_tiny_unet_reaches_pixel_accuracy_on_generated_smears(semantic_run) -> N
     for tile in plan:
         rgb = np.ascontiguousarray(tile_view(smear.rgb.transpose(2, 0, 1), tile, 255).transpose(1, 2, 0))
         (raw,) = engine.infer(torch.from_numpy(preprocess_image(rgb, spec.preprocessing))[None])
-        objects += merger.add(tile, engine.postprocess(raw, rgb, tile))
+        objects += merger.add(tile, engine.postprocessor()(raw, rgb, tile))
     objects += merger.finish()
     predicted = class_map_of(objects, SMEAR_NAMES, (180, 200))   # classes matched by name
     accuracy = pixel_metrics(predicted, smear.class_map, len(SMEAR_NAMES) + 1)["pixel_accuracy"]

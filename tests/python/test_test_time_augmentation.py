@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from cellbridge.engines.nuclei import NucleiEngine, build_nuclei_unet
-from cellbridge.engines.preprocess import preprocess_image
-from cellbridge.engines.unet import flip_averaged_probabilities, probabilities
+from cellbridge.engines.nuclei import NucleiEngine
+from cellbridge.engines.probability_maps import (
+    flip_averaged_probabilities,
+    probabilities,
+)
 from cellbridge.models.package import ModelSpec, load_model
+from cellbridge.models.preprocess import preprocess_image
+from cellbridge.networks.unet import build_nuclei_unet
 from cellbridge.synth import SynthConfig, build_scene, render_region
 from cellbridge.tiling.plan import Tile
 
@@ -54,7 +58,7 @@ def test_engine_tta_gives_mirrored_objects_for_a_mirror_image() -> None:
     def centres(tta: bool) -> tuple[np.ndarray, np.ndarray]:
         engine = NucleiEngine(package, torch.device("cpu"), {"tta": tta})
         raw = engine.infer(batch)[0]
-        found = np.array([[o.geometry.centroid.x, o.geometry.centroid.y] for o in engine.postprocess(raw, rgb, tile)])
+        found = np.array([[o.geometry.centroid.x, o.geometry.centroid.y] for o in engine.postprocessor()(raw, rgb, tile)])
         return raw, found[np.lexsort((found[:, 1], found[:, 0]))]
 
     raw, found = centres(True)

@@ -2,7 +2,7 @@
 
 QuPath's "Classify detections" command exports the objects, runs this, and reads the classes and
 ``Class probability: <class>`` measurements back by object id. Either classifier kind works (reference colours or
-a trained measurement classifier, see `cellbridge.engines.classify`); objects keep their ids and geometry.
+a trained measurement classifier, see `cellbridge.features.classifiers`); objects keep their ids and geometry.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from cellbridge.engines.classify import load_classifier
 from cellbridge.errors import CellBridgeError
+from cellbridge.features.classifiers import load_classifier
 from cellbridge.io.qupath_geojson import read_objects, write_objects
 
 CLASSIFIED_TYPES = ("detection", "cell")

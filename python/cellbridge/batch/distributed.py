@@ -73,7 +73,7 @@ def run_task(runner: ImageRunner, task: ImageTask, hosts: dict[str, int]) -> Ima
             from distributed import get_worker
             from distributed.comm import get_address_host
 
-            from cellbridge.engines.device import available_cores
+            from cellbridge.device import available_cores
 
             share = hosts.get(get_address_host(get_worker().address), 1)
             runner.options = replace(runner.options, threads=max(1, available_cores() // share))
@@ -98,7 +98,7 @@ def default_local_workers() -> int:
     """One worker per GPU, else one per two cores (at most four)."""
     import torch
 
-    from cellbridge.engines.device import available_cores
+    from cellbridge.device import available_cores
 
     if torch.cuda.is_available():
         return torch.cuda.device_count()

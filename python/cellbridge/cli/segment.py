@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from cellbridge.cli.detect import _outputs
     from cellbridge.cli.options import load_roi
     from cellbridge.cli.outputs import run_each
-    from cellbridge.engines.measure import shape_name
     from cellbridge.errors import CellBridgeError
+    from cellbridge.features.measure import shape_name
     from cellbridge.io.slides import open_slide
     from cellbridge.models.package import load_model
     from cellbridge.pipeline.run import Pipeline, RunOptions

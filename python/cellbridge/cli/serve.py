@@ -97,7 +97,7 @@ def _alive(pid: int) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until it should stop."""
-    from cellbridge.engines.device import resolve_device
+    from cellbridge.device import resolve_device
 
     resolve_device(args.device)  # an absent device fails now, not at the first job
     if logging.getLogger().level > logging.INFO:  # the server logs its life to stderr for the launcher

@@ -1,19 +1,43 @@
-"""What every engine provides to the pipeline: a forward pass on a device batch and per-tile post-processing."""
+"""The Engine contract: what every engine provides to the pipeline.
+
+- `infer(batch)`: the forward pass on a device batch, one raw output per tile, on the CPU;
+- `postprocessor()`: the per-tile post-processing, a callable `(raw, rgb, tile) -> item` that worker threads (or,
+  when `process_safe`, worker processes) run; `item` is what the engine's merger takes;
+- `make_merger(plan, roi, mpp)`: the merger of one run, which turns the items of every tile into the final objects
+  (by default `SeamMerger`: the items are lists of objects, merged seam-free across tiles);
+- `objects_per_tile`: whether the items are objects (measured, classified and scored per tile by the pipeline)
+  or something the merger turns into objects itself (the semantic engine's class probabilities).
+"""
 
 from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import torch
+from shapely.geometry.base import BaseGeometry
 
 from cellbridge.errors import CellBridgeError
-from cellbridge.models.package import ModelPackage
+from cellbridge.merge.seams import SeamMerger
 from cellbridge.objects import PathObject
-from cellbridge.tiling.plan import Tile
+from cellbridge.tiling.plan import Tile, TilePlan
+
+if TYPE_CHECKING:
+    from cellbridge.models.package import ModelPackage
+
+#: the per-tile post-processing of an engine: (raw output, RGB pixels, tile) → what its merger takes
+Postprocessor = Callable[[Any, np.ndarray, Tile], Any]
+
+
+class Merger(Protocol):
+    """Turns the post-processed items of a run's tiles into final objects, as soon as each is final."""
+
+    def add(self, tile: Tile, item: Any) -> Iterable[PathObject]: ...
+
+    def finish(self) -> Iterable[PathObject]: ...
 
 
 class EngineOptionError(CellBridgeError):
@@ -21,16 +45,20 @@ class EngineOptionError(CellBridgeError):
 
 
 class Engine(abc.ABC):
-    """A model ready for one run: `infer` on the device, then `postprocess` each tile on the CPU.
+    """A model ready for one run: `infer` on the device, then each tile's `postprocessor()` on the CPU, then the
+    run's `make_merger` merger.
 
     Its options are fixed when it is made: `DEFAULTS`, then model.json `postprocessing`, then the run's own
     (`options`); a name not in `DEFAULTS` or a value of the wrong type is an error naming it. The loaded module is
     shared by every engine made from the same package; an engine is cheap to make, one per run.
-    `postprocess` returns objects in level-0 coordinates and must be safe to call from worker threads.
+    The postprocessor gives objects in level-0 coordinates (or the merger's input) and must be safe to call from
+    worker threads.
     """
 
-    compartment: str | None = None  # measurement prefix for non-cell objects (e.g. "Nucleus")
-    flip_tta: bool = False          # averages the outputs of flipped tiles when its options say "tta"
+    compartment: ClassVar[str | None] = None  # measurement prefix for non-cell objects (e.g. "Nucleus")
+    flip_tta: ClassVar[bool] = False          # averages the outputs of flipped tiles when its options say "tta"
+    process_safe: ClassVar[bool] = False      # the postprocessor pickles and imports no torch: worker processes
+    objects_per_tile: ClassVar[bool] = True   # the postprocessor gives objects (False: input for its merger)
     DEFAULTS: ClassVar[Mapping[str, Any]] = {"max_object_size": 64}
     threshold_option: ClassVar[str | None] = None  # the option the run's `threshold` sets
 
@@ -76,13 +104,14 @@ class Engine(abc.ABC):
         """Run the model on a preprocessed batch already on the device; per-tile outputs on the CPU."""
 
     @abc.abstractmethod
-    def postprocess(self, raw: Any, rgb: np.ndarray, tile: Tile) -> list[PathObject]:
-        """Objects of one tile (level-0 coordinates) from its raw output and its RGB pixels."""
+    def postprocessor(self) -> Postprocessor:
+        """The post-processing of one tile: its raw output and RGB pixels → its objects in level-0 coordinates
+        (or, when not `objects_per_tile`, what `make_merger`'s merger takes). Picklable and torch-free when the
+        engine is `process_safe`."""
 
-    def postprocessor(self) -> Callable[[Any, np.ndarray, Tile], list[PathObject]] | None:
-        """`postprocess` as a picklable callable that imports no torch, so worker processes can run it; None when
-        the engine has none (its post-processing then runs in threads)."""
-        return None
+    def make_merger(self, plan: TilePlan, roi: BaseGeometry | None = None, mpp: float | None = None) -> Merger:
+        """The merger of one run over `plan`: objects merged seam-free across tiles, kept inside `roi`."""
+        return SeamMerger(plan, roi=roi)
 
     @property
     def object_size(self) -> float:

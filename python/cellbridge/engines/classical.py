@@ -32,7 +32,6 @@ import torch
 from cellbridge.engines.classical_objects import ClassicalObjects
 from cellbridge.engines.nuclei import DEFAULTS as NUCLEI_DEFAULTS
 from cellbridge.engines.nuclei import NucleiEngine
-from cellbridge.models.package import ModelSpec
 
 DEFAULTS: dict[str, Any] = {
     "stains": "he",
@@ -48,20 +47,6 @@ DEFAULTS: dict[str, Any] = {
     "cell_expansion_um": 0.0,
 }
 DEFAULT_MPP = 0.5  # µm/px assumed when model.json has no mpp
-
-
-class NoWeights(torch.nn.Module):
-    """The module of a `classical` package: nothing to learn (weights.pt is an empty state dict)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-def build_classical(spec: ModelSpec) -> NoWeights:
-    """The (empty) module of a `classical` package."""
-    if spec.params:
-        raise ValueError(f"classical takes no params, got {', '.join(sorted(spec.params))}")
-    return NoWeights()
 
 
 class ClassicalEngine(NucleiEngine):

@@ -5,13 +5,9 @@ merged seam-free across tiles by the core's `SeamMerger` like any other engine's
   medial axis, falling to 0 at its border); the distance map's plateaus above `seed_threshold` seed a watershed of
   the inverted distance inside the foreground, which splits touching objects along their neck.
   Output channels: 0 = foreground logit, 1 = distance logit, 2… = class logits (when several classes).
-- `maskrcnn_*`: torchvision Mask R-CNN: the Faster R-CNN of `engines/detector.py` (same builders, backbones and
-  `params`) with torchvision's mask branch added. Masks are painted in increasing score order, so where two
-  overlap the more confident one keeps the pixels; each object keeps its largest piece.
-  Architectures: `maskrcnn_resnet50_fpn` (torchvision's), `maskrcnn_mobilenet_v3_large_fpn`, and the compact
-  `maskrcnn_tiny` / `maskrcnn_small` (trainable from scratch on a CPU). Extra `params`: `mask_layers` (the mask
-  head's convolution widths; default torchvision's [256]*4, [64, 64] for the compact ones),
-  `mask_dim_reduced` (the predictor's width, default the last layer's) and `mask_roi_size` (14).
+- `maskrcnn_*`: torchvision Mask R-CNN (`cellbridge.networks.mask_rcnn`: the Faster R-CNN of
+  `cellbridge.networks.detector` with torchvision's mask branch). Masks are painted in increasing score order, so
+  where two overlap the more confident one keeps the pixels; each object keeps its largest piece.
 
 Objects are QuPath annotations by default (`object_type: detection` for detections), with the class, the score as
 "Detection probability", and the pipeline's usual measurements.
@@ -19,23 +15,19 @@ Objects are QuPath annotations by default (`object_type: detection` for detectio
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign
 
 from cellbridge.engines.base import Engine, EngineOptionError
-from cellbridge.engines.detector import build_detector
-from cellbridge.engines.unet import UNet, probability_maps, unet_from_spec
+from cellbridge.engines.probability_maps import probability_maps
 from cellbridge.geometry import label_polygons, to_level0
-from cellbridge.merge.seams import SCORE_MEASUREMENT
 from cellbridge.models.package import ModelSpec
-from cellbridge.objects import PathObject
+from cellbridge.objects import REGION_OBJECT_TYPES, SCORE_MEASUREMENT, PathObject
 from cellbridge.tiling.plan import Tile
 
 DISTANCE_DEFAULTS: dict[str, Any] = {
@@ -54,45 +46,6 @@ MASK_RCNN_DEFAULTS: dict[str, Any] = {
     "object_type": "annotation",
     "max_object_size": 128,
 }
-OBJECT_TYPES = ("annotation", "detection")
-# Mask R-CNN architecture → its Faster R-CNN twin in engines/detector.py
-MASK_RCNN_BOXES = {"maskrcnn_resnet50_fpn": "fasterrcnn_resnet50_fpn",
-                   "maskrcnn_mobilenet_v3_large_fpn": "fasterrcnn_mobilenet_v3_large_fpn",
-                   "maskrcnn_tiny": "fasterrcnn_tiny", "maskrcnn_small": "fasterrcnn_small"}
-MASK_KEYS = ("mask_layers", "mask_dim_reduced", "mask_roi_size")
-
-
-def distance_head_channels(n_classes: int) -> int:
-    """Output channels for `n_classes` object classes: foreground + distance (+ class logits when > 1)."""
-    return 2 + (n_classes if n_classes > 1 else 0)
-
-
-def build_distance_unet(spec: ModelSpec) -> UNet:
-    """The U-Net of a `unet-distance` package."""
-    return unet_from_spec(spec, distance_head_channels(len(spec.classes)))
-
-
-def build_mask_rcnn(spec: ModelSpec) -> torch.nn.Module:
-    """The untrained Mask R-CNN model.json describes: `build_detector`'s Faster R-CNN plus the mask branch.
-
-    torchvision's `MaskRCNN` is `FasterRCNN` with three more modules on `roi_heads`; they are added here, so the
-    parameter names are torchvision's (a `maskrcnn_resnet50_fpn` state dict loads as is).
-    """
-    if spec.architecture not in MASK_RCNN_BOXES:
-        raise ValueError(f"{spec.architecture!r} is not a Mask R-CNN architecture")
-    params = {k: v for k, v in spec.params.items() if k not in MASK_KEYS}
-    model = build_detector(dataclasses.replace(spec, architecture=MASK_RCNN_BOXES[spec.architecture],
-                                               params=params))
-    compact = spec.architecture in ("maskrcnn_tiny", "maskrcnn_small")
-    layers = [int(v) for v in spec.params.get("mask_layers", [64, 64] if compact else [256] * 4)]
-    if not layers:
-        raise ValueError("'mask_layers' needs at least one width")
-    reduced = int(spec.params.get("mask_dim_reduced", layers[-1]))
-    names = model.roi_heads.box_roi_pool.featmap_names
-    model.roi_heads.mask_roi_pool = MultiScaleRoIAlign(names, int(spec.params.get("mask_roi_size", 14)), 2)
-    model.roi_heads.mask_head = MaskRCNNHeads(model.backbone.out_channels, layers, 1)
-    model.roi_heads.mask_predictor = MaskRCNNPredictor(layers[-1], reduced, len(spec.classes) + 1)
-    return model
 
 
 def distance_watershed(foreground: np.ndarray, distance: np.ndarray,
@@ -142,8 +95,8 @@ def _objects(labels: np.ndarray, scores: np.ndarray, class_of: dict[int, int], s
 
 
 def _check_object_type(options: dict[str, Any]) -> None:
-    if options["object_type"] not in OBJECT_TYPES:
-        raise EngineOptionError(f"option 'object_type' must be one of {OBJECT_TYPES}, got "
+    if options["object_type"] not in REGION_OBJECT_TYPES:
+        raise EngineOptionError(f"option 'object_type' must be one of {REGION_OBJECT_TYPES}, got "
                                 f"{options['object_type']!r}")
 
 
@@ -160,21 +113,8 @@ class DistanceEngine(Engine):
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
         return probability_maps(self.module(batch).float())
 
-    def postprocess(self, raw: np.ndarray, rgb: np.ndarray, tile: Tile) -> list[PathObject]:
-        raw = raw.astype(np.float32)
-        labels, scores = distance_watershed(raw[0], raw[1], self.options)
-        if not labels.any():
-            return []
-        class_of: dict[int, int] = {}
-        probabilities = None
-        if raw.shape[0] > 2:
-            count = int(labels.max()) + 1
-            sizes = np.maximum(np.bincount(labels.ravel(), minlength=count), 1)
-            means = np.stack([np.bincount(labels.ravel(), weights=p.ravel(), minlength=count) / sizes
-                              for p in raw[2:]], axis=1)
-            probabilities = {k: means[k] for k in range(1, count)}
-            class_of = {k: int(np.argmax(means[k])) for k in range(1, count)}
-        return _objects(labels, scores, class_of, self.spec, tile, self.options, probabilities)
+    def postprocessor(self) -> DistanceObjects:
+        return DistanceObjects(self.spec, dict(self.options))
 
 
 class MaskRCNNEngine(Engine):
@@ -193,13 +133,8 @@ class MaskRCNNEngine(Engine):
                                     float(self.options["mask_threshold"]), int(self.options["max_detections"]))
                 for o in self.module(list(batch))]
 
-    def postprocess(self, raw: dict[str, np.ndarray], rgb: np.ndarray, tile: Tile) -> list[PathObject]:
-        labels = raw["labels"]
-        if not labels.any():
-            return []
-        scores = np.concatenate([[0.0], raw["scores"]]).astype(np.float32)
-        class_of = {k + 1: int(c) - 1 for k, c in enumerate(raw["classes"])}   # torchvision's 0 is background
-        return _objects(labels, scores, class_of, self.spec, tile, self.options)
+    def postprocessor(self) -> MaskRCNNObjects:
+        return MaskRCNNObjects(self.spec, dict(self.options))
 
 
 def mask_rcnn_instances(output: dict[str, torch.Tensor], score_threshold: float, mask_threshold: float,
@@ -212,3 +147,43 @@ def mask_rcnn_instances(output: dict[str, torch.Tensor], score_threshold: float,
     height, width = output["masks"].shape[-2:]
     labels = paint_masks(masks, scores, mask_threshold) if len(keep) else np.zeros((height, width), np.int32)
     return {"labels": labels, "scores": scores, "classes": output["labels"][keep].cpu().numpy().astype(np.int64)}
+
+
+@dataclass
+class DistanceObjects:
+    """A tile's foreground and distance maps → one polygon per object (seeded watershed), with class and score."""
+
+    spec: ModelSpec
+    options: dict[str, Any]
+
+    def __call__(self, raw: np.ndarray, rgb: np.ndarray, tile: Tile) -> list[PathObject]:
+        raw = raw.astype(np.float32)
+        labels, scores = distance_watershed(raw[0], raw[1], self.options)
+        if not labels.any():
+            return []
+        class_of: dict[int, int] = {}
+        probabilities = None
+        if raw.shape[0] > 2:
+            count = int(labels.max()) + 1
+            sizes = np.maximum(np.bincount(labels.ravel(), minlength=count), 1)
+            means = np.stack([np.bincount(labels.ravel(), weights=p.ravel(), minlength=count) / sizes
+                              for p in raw[2:]], axis=1)
+            probabilities = {k: means[k] for k in range(1, count)}
+            class_of = {k: int(np.argmax(means[k])) for k in range(1, count)}
+        return _objects(labels, scores, class_of, self.spec, tile, self.options, probabilities)
+
+
+@dataclass
+class MaskRCNNObjects:
+    """A tile's painted Mask R-CNN labels (`mask_rcnn_instances`) → one polygon per object, with class and score."""
+
+    spec: ModelSpec
+    options: dict[str, Any]
+
+    def __call__(self, raw: dict[str, np.ndarray], rgb: np.ndarray, tile: Tile) -> list[PathObject]:
+        labels = raw["labels"]
+        if not labels.any():
+            return []
+        scores = np.concatenate([[0.0], raw["scores"]]).astype(np.float32)
+        class_of = {k + 1: int(c) - 1 for k, c in enumerate(raw["classes"])}   # torchvision's 0 is background
+        return _objects(labels, scores, class_of, self.spec, tile, self.options)

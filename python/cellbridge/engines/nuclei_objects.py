@@ -18,8 +18,7 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import expand_labels, watershed
 
 from cellbridge.geometry import label_polygons, to_level0
-from cellbridge.merge.seams import SCORE_MEASUREMENT
-from cellbridge.objects import PathClass, PathObject
+from cellbridge.objects import SCORE_MEASUREMENT, PathClass, PathObject
 from cellbridge.tiling.plan import Tile
 
 DEFAULTS: dict[str, Any] = {

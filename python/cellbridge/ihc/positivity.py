@@ -83,7 +83,7 @@ def parse_thresholds(text: str | Sequence[float]) -> tuple[float, ...]:
 
 def parse_positivity(spec: str | os.PathLike[str]) -> tuple[float, ...] | Path:
     """A --positivity value: thresholds ("0.2,0.4,0.6" or "0.2"), or a reference-colour classifier JSON file
-    (a path ending in .json, or any existing file) for `cellbridge.engines.classify.apply_classifier`."""
+    (a path ending in .json, or any existing file) for `cellbridge.features.classifiers.apply_classifier`."""
     text = os.fspath(spec).strip()
     if text.lower().endswith(".json") or Path(text).is_file():
         path = Path(text)
@@ -122,7 +122,7 @@ def score_objects(
     """Add stain OD measurements to each object and classify it by intensity, in place.
 
     `rgb` is the tile (H, W, 3, uint8) whose pixel (i, j) covers level-0 [origin_x + j·downsample, … + downsample)
-    horizontally, likewise vertically (as `cellbridge.engines.measure.measure_objects`). Every non-residual stain
+    horizontally, likewise vertically (as `cellbridge.features.measure.measure_objects`). Every non-residual stain
     of `stains` is measured. `thresholds` (1 or 3 values, or None to measure without classifying) apply to the
     `score` measurement, by default ``Nucleus core: <stain> OD mean`` for objects scored on a nucleus (cells, and
     detections when `compartment` is "Nucleus"), else ``<compartment>: <stain> OD mean``.
@@ -197,7 +197,7 @@ def without_he_outputs(objects: Sequence[PathObject]) -> None:
     """Remove, in place, what an H&E model and H&E measurement attach but means nothing on IHC: the H&E colour
     deconvolution intensities (``Nucleus: Hematoxylin: Mean``, ``Eosin: Std.Dev.``; the IHC stains' own are
     ``… OD mean``) and the model's class probabilities (``Class probability: Tumor``)."""
-    from cellbridge.engines.measure import STAIN_CHANNELS
+    from cellbridge.features.measure import STAIN_CHANNELS
 
     def he_output(name: str) -> bool:  # "[Compartment: ]Eosin: Mean" or "Class probability: <class>"
         parts = name.split(": ")

@@ -27,10 +27,9 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
-from cellbridge.objects import PathObject
+from cellbridge.objects import SCORE_MEASUREMENT, PathObject
 from cellbridge.tiling.plan import Rect, Tile, TilePlan
 
-SCORE_MEASUREMENT = "Detection probability"
 EDGE_TOLERANCE = 0.5  # output pixels: an object this close to an inner tile edge counts as touching it
 SEAM_TOLERANCE = 4.0  # output pixels by which cores are widened on inner sides
 

@@ -2,7 +2,8 @@
 
 `model.json` fields:
 - `name`, `version`, `task` (`detect` | `nuclei` | `semantic` | `instance`), `architecture` (a key of
-  `cellbridge.engines.registry.ARCHITECTURES`) and `params` (its keyword arguments);
+  architecture registered in `cellbridge.networks`, see
+  `cellbridge.engines.registry`) and `params` (its keyword arguments);
 - `in_channels` and `preprocessing` (`mode`: `rgb` | `gray_unsharp`, optional `mean`/`std` per channel);
 - `mpp` (µm per pixel it was trained at, or null) and `downsample` (used when the slide's pixel size is unknown);
 - `tile_size`, `overlap`, `classes` (`[{"name", "color": [r, g, b]}]`), `postprocessing` (engine options);
@@ -20,7 +21,8 @@ from typing import Any
 
 import torch
 
-from cellbridge.errors import CellBridgeError
+from cellbridge.engines.registry import build_module
+from cellbridge.errors import ModelError
 from cellbridge.io.atomic import atomic_path, atomic_write
 from cellbridge.objects import RGB, PathClass, class_color
 
@@ -32,10 +34,6 @@ MODALITIES = ("brightfield", "fluorescence")
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 MODEL_PATH_ENV = "CELLBRIDGE_MODEL_PATH"
 FORMAT_VERSION = 1
-
-
-class ModelError(CellBridgeError):
-    """A model package is missing, malformed or does not match its weights."""
 
 
 @dataclass
@@ -211,8 +209,6 @@ def read_spec(folder: Path) -> ModelSpec:
 
 def load_model(path_or_name: str | os.PathLike[str]) -> ModelPackage:
     """Load a package by folder or name: validate model.json, build the module, load and check the weights."""
-    from cellbridge.engines.registry import build_module
-
     folder = resolve_model_dir(path_or_name)
     spec = read_spec(folder)
     module = build_module(spec, origin=str(folder / "model.json"))

@@ -22,7 +22,7 @@ import numpy as np
 
 from cellbridge.errors import CellBridgeError
 from cellbridge.geometry import polygons_of
-from cellbridge.objects import PathObject, RGB
+from cellbridge.objects import RGB, PathObject
 
 PALETTE: tuple[RGB, ...] = ((0, 230, 255), (255, 255, 0), (0, 230, 0), (255, 150, 0), (255, 0, 255), (0, 120, 255),
                            (255, 0, 0))

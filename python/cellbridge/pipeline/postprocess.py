@@ -19,27 +19,31 @@ from typing import Any
 
 import numpy as np
 
-from cellbridge.engines.classify import apply_classifier
-from cellbridge.engines.measure import measure_objects
-from cellbridge.objects import PathObject
+from cellbridge.features.classifiers import apply_classifier
+from cellbridge.features.measure import measure_objects
 from cellbridge.tiling.plan import Tile
 
 #: below this many tiles a run post-processes in threads: starting worker processes is not worth it
 PROCESS_MIN_TILES = 48
+
+
 @dataclass
 class TilePostprocess:
-    """Objects of one tile, measured, classified and scored. Picklable when `objects_of` is."""
+    """Objects of one tile, measured, classified and scored. Picklable when `objects_of` is.
 
-    objects_of: Callable[[Any, np.ndarray, Tile], list[PathObject]]
+    `objects_of` is the engine's postprocessor; with `measure` off its items pass through untouched (the input of
+    a merger that makes the objects itself)."""
+
+    objects_of: Callable[[Any, np.ndarray, Tile], Any]
     measure: bool = True
     mpp: float | None = None               # µm/px of level 0, for measurements in µm
     compartment: str | None = None         # measurement prefix of non-cell objects ("Nucleus")
-    classifier: Any = None                 # from engines.classify.load_classifier
+    classifier: Any = None                 # from features.classifiers.load_classifier
     stain_vectors: Any = None              # cellbridge.ihc.StainVectors: score DAB positivity
     positivity: tuple[float, ...] = (0.2, 0.4, 0.6)
     derive_classes: bool = False
 
-    def __call__(self, raw: Any, rgb: np.ndarray, tile: Tile) -> tuple[Tile, list[PathObject]]:
+    def __call__(self, raw: Any, rgb: np.ndarray, tile: Tile) -> tuple[Tile, Any]:
         objects = self.objects_of(raw, rgb, tile)
         if self.measure and objects:
             measure_objects(objects, rgb, (tile.x, tile.y), tile.downsample, self.mpp, self.compartment)

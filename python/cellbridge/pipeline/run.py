@@ -21,16 +21,15 @@ import torch
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
+from cellbridge.device import AdaptiveBatcher, autocast, available_cores, resolve_device, to_device
 from cellbridge.engines.base import Engine
-from cellbridge.engines.classify import load_classifier
-from cellbridge.engines.device import AdaptiveBatcher, autocast, available_cores, resolve_device, to_device
-from cellbridge.engines.preprocess import preprocess_image
 from cellbridge.engines.registry import engine_class, make_engine
 from cellbridge.errors import CellBridgeError, SlideError
+from cellbridge.features.classifiers import load_classifier
 from cellbridge.io.qupath_geojson import GeoJSONWriter
 from cellbridge.io.slides import Slide, fluorescence_evidence
-from cellbridge.merge.seams import SeamMerger
 from cellbridge.models.package import ModelPackage, load_model
+from cellbridge.models.preprocess import preprocess_image
 from cellbridge.objects import PathObject
 from cellbridge.pipeline.image_scale import Scale, find_scale
 from cellbridge.pipeline.memory import release_large_buffers
@@ -181,9 +180,7 @@ class Pipeline:
                   on_progress: Callable[[int, int], None] | None) -> Iterator[PathObject]:
         options, engine, plan = run.options, run.engine, run.tiles
         mpp = run.scale.pixel_size if run.scale.calibrated else None  # µm measurements only when known
-        # region engines (semantic) blend neighbouring tiles in a merger of their own; the rest merge objects
-        make_merger = getattr(engine, "make_merger", None)
-        merger = make_merger(plan, roi, mpp) if make_merger is not None else SeamMerger(plan, roi=roi)
+        merger = engine.make_merger(plan, roi, mpp)
         tiles = list(plan)
         batch = max(1, self.batcher.batch_size)
         preprocessing = self.package.spec.preprocessing
@@ -198,17 +195,16 @@ class Pipeline:
             with torch.inference_mode(), autocast(self.device):
                 return engine.infer(stacked)
 
-        engine_post = engine.postprocessor()
         processes = options.postprocess_processes
         if processes is None:  # auto: processes for whole slides, when the engine's post-processing allows it
-            processes = (engine_post is not None and len(tiles) >= PROCESS_MIN_TILES and available_cores() > 1
+            processes = (engine.process_safe and len(tiles) >= PROCESS_MIN_TILES and available_cores() > 1
                          and processes_by_default())
-        elif processes and engine_post is None:
+        elif processes and not engine.process_safe:
             raise CellBridgeError(f"model {self.package.spec.name!r} ({self.package.spec.task}): its "
                                   "post-processing cannot run in worker processes; use threads")
         post = TilePostprocess(
-            engine_post if processes else engine.postprocess,
-            measure=make_merger is None and options.measure,  # regions are measured by their merger
+            engine.postprocessor(),
+            measure=engine.objects_per_tile and options.measure,  # otherwise the merger measures what it makes
             mpp=mpp, compartment=engine.compartment, classifier=classifier,
             stain_vectors=options.stain_vectors, positivity=options.positivity,
             derive_classes=options.derive_classes)

@@ -132,7 +132,7 @@ class CellBridgeService:
     def version(self) -> dict[str, Any]:
         import torch
 
-        from cellbridge.engines.device import available_devices
+        from cellbridge.device import available_devices
         return {"cellbridge": __version__, "protocol": PROTOCOL_VERSION, "python": platform.python_version(),
                 "torch": torch.__version__, "devices": available_devices()}
 

@@ -1,4 +1,4 @@
-"""Training and evaluating box detectors (Faster R-CNN, `engines/detector.py`) on COCO or Pascal VOC data.
+"""Training and evaluating box detectors (Faster R-CNN, `networks/detector.py`) on COCO or Pascal VOC data.
 
 Data: a COCO JSON (as `cellbridge export-coco` writes it, or any COCO detection file) or a Pascal VOC folder
 (e.g. BCCD). For VOC, `ImageSets/Main/<split>.txt` choose the training and validation images; without those
@@ -34,12 +34,13 @@ from torch.utils.data import Dataset as TorchDataset
 from cellbridge.datasets.coco import read_coco
 from cellbridge.datasets.records import Dataset, ImageRecord, sorted_classes
 from cellbridge.datasets.voc import read_voc
-from cellbridge.engines.detector import COMPACT_DEFAULTS, DEFAULTS, build_detector, filter_detections
-from cellbridge.engines.device import resolve_device
-from cellbridge.engines.preprocess import preprocess_image
+from cellbridge.device import resolve_device
+from cellbridge.engines.detector import DEFAULTS, filter_detections
 from cellbridge.errors import DatasetError
 from cellbridge.evaluate.detection import coco_detection_metrics
 from cellbridge.models.package import ModelPackage, ModelSpec, load_model
+from cellbridge.models.preprocess import preprocess_image
+from cellbridge.networks.detector import COMPACT_DEFAULTS, build_detector
 from cellbridge.objects import class_color
 from cellbridge.train.augment import build_augmentation, reseed
 

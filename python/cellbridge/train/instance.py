@@ -35,18 +35,17 @@ from torch.utils.data import Dataset as TorchDataset
 from cellbridge.datasets.records import Dataset, ImageRecord
 from cellbridge.engines.instance import (
     DISTANCE_DEFAULTS,
-    MASK_RCNN_BOXES,
     MASK_RCNN_DEFAULTS,
-    build_distance_unet,
-    build_mask_rcnn,
     distance_watershed,
     mask_rcnn_instances,
 )
-from cellbridge.engines.preprocess import preprocess_image
 from cellbridge.errors import DatasetError
 from cellbridge.evaluate import aggregate_counts, glas_metrics
 from cellbridge.geometry import rasterize
 from cellbridge.models.package import ModelSpec
+from cellbridge.models.preprocess import preprocess_image
+from cellbridge.networks.mask_rcnn import MASK_RCNN_BOXES, build_mask_rcnn
+from cellbridge.networks.unet import build_distance_unet
 from cellbridge.objects import class_color
 from cellbridge.train.augment import build_augmentation, reseed
 from cellbridge.train.detect import collate_lists, read_rgb

@@ -27,12 +27,12 @@ from torch.utils.data import DataLoader
 
 from cellbridge.datasets.coco import read_coco
 from cellbridge.datasets.records import Dataset, ImageRecord
-from cellbridge.engines.nuclei import build_nuclei_unet
 from cellbridge.engines.nuclei_objects import segment_nuclei
-from cellbridge.engines.preprocess import preprocess_image
 from cellbridge.errors import DatasetError
 from cellbridge.geometry import rasterize
 from cellbridge.models.package import ModelSpec
+from cellbridge.models.preprocess import preprocess_image
+from cellbridge.networks.unet import build_nuclei_unet
 
 IGNORE = -100  # class target of pixels without a class (torch's cross-entropy ignore_index)
 

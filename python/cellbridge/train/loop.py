@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cellbridge.engines.device import autocast, resolve_device
+from cellbridge.device import autocast, resolve_device
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.atomic import atomic_path, atomic_write
 from cellbridge.models.package import ModelSpec, save_model

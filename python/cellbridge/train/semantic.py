@@ -30,13 +30,13 @@ from torch.utils.data import Dataset as TorchDataset
 
 from cellbridge.datasets.coco import read_coco
 from cellbridge.datasets.records import Dataset, ImageRecord
-from cellbridge.engines.preprocess import preprocess_image
 from cellbridge.engines.semantic import DEFAULTS as SEMANTIC_DEFAULTS
-from cellbridge.engines.semantic import build_semantic_unet
 from cellbridge.errors import DatasetError
 from cellbridge.evaluate import pixel_metrics
 from cellbridge.geometry import rasterize
 from cellbridge.models.package import ModelSpec
+from cellbridge.models.preprocess import preprocess_image
+from cellbridge.networks.unet import build_semantic_unet
 from cellbridge.objects import class_color
 from cellbridge.train.augment import build_augmentation, reseed
 from cellbridge.train.detect import _random_split, read_rgb

@@ -1,6 +1,6 @@
 """Classify measured objects: by reference colours, or by a classifier trained on measurements.
 
-Both classifiers read the measurements `cellbridge.engines.measure.measure_objects` writes, set each
+Both classifiers read the measurements `cellbridge.features.measure.measure_objects` writes, set each
 object's `path_class` (with its colour from `cellbridge.objects.class_color` unless training gave one) and
 write one ``Class probability: <class>`` measurement per class.
 
@@ -179,7 +179,7 @@ def _mean_colour(obj: PathObject, index: int) -> tuple[float, float, float]:
     missing = next(name for name in ("Red: Mean", "Green: Mean", "Blue: Mean") if name not in m)
     raise CellBridgeError(
         f"object {index} ({obj.id}) has no measurement {missing!r} (nor 'Nucleus: {missing}'); "
-        "measure the objects first (cellbridge.engines.measure.measure_objects)"
+        "measure the objects first (cellbridge.features.measure.measure_objects)"
     )
 
 

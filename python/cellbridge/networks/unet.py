@@ -1,4 +1,6 @@
-"""A small U-Net: configurable depth, width and channels; the backbone of the nuclei and semantic engines."""
+"""A small U-Net (configurable depth, width and channels) and the three architectures built on it:
+`unet-nuclei` (centre heatmap + foreground + class logits), `unet-semantic` (background + one output per class)
+and `unet-distance` (foreground + normalised distance + class logits)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from cellbridge.engines.instance import DistanceEngine
+from cellbridge.engines.nuclei import NucleiEngine
+from cellbridge.engines.registry import architecture
+from cellbridge.engines.semantic import SemanticEngine
 
 if TYPE_CHECKING:
     from cellbridge.models.package import ModelSpec
@@ -61,33 +68,27 @@ def unet_from_spec(spec: ModelSpec, out_channels: int) -> UNet:
     return UNet(spec.in_channels, out_channels, depth=int(params["depth"]), width=int(params["width"]))
 
 
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Sigmoid of channels 0–1 (two binary maps), softmax over the rest (class probabilities, when there are any):
-    the output of the nuclei and distance U-Nets as probabilities."""
-    maps = [torch.sigmoid(logits[:, :2])]
-    if logits.shape[1] > 2:
-        maps.append(torch.softmax(logits[:, 2:], dim=1))
-    return torch.cat(maps, dim=1)
+def head_channels(n_classes: int) -> int:
+    """Output channels of a nuclei or distance U-Net for `n_classes` classes: two maps (+ class logits when > 1)."""
+    return 2 + (n_classes if n_classes > 1 else 0)
 
 
-FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, up-down, both
+@architecture("unet-nuclei", engine=NucleiEngine)
+def build_nuclei_unet(spec: ModelSpec) -> UNet:
+    """The U-Net of a `unet-nuclei` package: centre heatmap, foreground (+ class logits)."""
+    module = unet_from_spec(spec, head_channels(len(spec.classes)))
+    with torch.no_grad():
+        module.head.bias[0] = -4.0  # centres are rare: start the heatmap near 0 (trained weights replace this)
+    return module
 
 
-def flip_averaged_probabilities(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Test-time augmentation: the probabilities of the four flips of `batch`, flipped back and averaged. The
-    flips form a group, so an input that is its own mirror image gets a mirror-symmetric output."""
-    total = torch.zeros(())
-    for dims in FLIPS:
-        out = probabilities(module(batch.flip(dims) if dims else batch).float())
-        total = total + (out.flip(dims) if dims else out)
-    return total / len(FLIPS)
+@architecture("unet-semantic", engine=SemanticEngine)
+def build_semantic_unet(spec: ModelSpec) -> UNet:
+    """The U-Net of a `unet-semantic` package: background + one output per class."""
+    return unet_from_spec(spec, len(spec.classes) + 1)
 
 
-def probability_maps(logits: torch.Tensor) -> list:
-    """Per-tile float16 maps on the CPU (see `probabilities`)."""
-    return to_maps(probabilities(logits))
-
-
-def to_maps(probs: torch.Tensor) -> list:
-    """A batch of probability maps as per-tile float16 arrays on the CPU."""
-    return list(probs.to(torch.float16).cpu().numpy())
+@architecture("unet-distance", engine=DistanceEngine)
+def build_distance_unet(spec: ModelSpec) -> UNet:
+    """The U-Net of a `unet-distance` package: foreground, normalised distance (+ class logits)."""
+    return unet_from_spec(spec, head_channels(len(spec.classes)))

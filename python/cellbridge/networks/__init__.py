@@ -1,0 +1,2 @@
+"""Network builders, one module per family, each registered with `@architecture(name, engine=...)`
+(`cellbridge.engines.registry`): the U-Nets, Faster R-CNN detectors, Mask R-CNN and the weightless classical one."""
