@@ -15,6 +15,7 @@ from cellbridge.pipeline.options import RunOptions
 from cellbridge.batch.projects import ProjectError, uri_to_path
 from cellbridge.batch.runner import BatchCancelled, output_paths, run_parameters, signature_of
 from cellbridge.cli import batch as batch_cli
+from cellbridge.cli import classify as classify_cli
 from cellbridge.io.qupath_geojson import read_objects
 from cellbridge.synth import SynthConfig, generate_slide
 
@@ -250,7 +251,9 @@ def test_a_missing_image_fails_alone(tmp_path: Path, slides: list[Path]) -> None
 def test_cli_runs_the_batch_and_exits_1_when_an_image_failed(tmp_path: Path, slides: list[Path], capsys) -> None:
     project = write_project(tmp_path / "proj", [slides[0], tmp_path / "missing.tif"])
     parser = argparse.ArgumentParser(prog="cellbridge")
-    batch_cli.register(parser.add_subparsers(dest="command"))
+    commands = parser.add_subparsers(dest="command")
+    batch_cli.register(commands)
+    classify_cli.register(commands)
     args = parser.parse_args(["batch", str(project.parent), "--model", MODEL, "--out-dir", str(tmp_path / "out"),
                               "--device", "cpu", "--tile", str(SIZE), "--cell-expansion", "2"])
     assert args.resume is True

@@ -1,5 +1,4 @@
-"""`cellbridge batch`: run a model over every image of QuPath projects, without QuPath (resumable);
-`cellbridge classify`: classify the detections of a QuPath GeoJSON file (for QuPath's Classify detections)."""
+"""`cellbridge batch`: run a model over every image of QuPath projects or slide files, without QuPath (resumable)."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ EXIT_SOME_FAILED = 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `batch` and `classify` parsers."""
+    """Add the `batch` parser."""
     parser = subparsers.add_parser(
         "batch", help="run a model over every image of QuPath projects or slide files (GeoJSON per image + "
                       "counts CSV), here or on Dask workers",
@@ -56,26 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default counts.csv)")
     parser.set_defaults(func=run)
 
-    classify = subparsers.add_parser(
-        "classify", help="classify the detections of a QuPath GeoJSON file with a saved classifier",
-        description="Read the detections and cells of a QuPath GeoJSON file, classify them with a classifier JSON "
-                    "(reference colours, or a trained measurement classifier) and write them, with their class and "
-                    "'Class probability: <class>' measurements, to a new GeoJSON file (ids kept). QuPath's "
-                    "Extensions > CellBridge > Classify detections runs this.")
-    classify.add_argument("objects", help="QuPath GeoJSON with detections or cells (with their measurements)")
-    classify.add_argument("--classifier", required=True, help="classifier JSON file")
-    classify.add_argument("--out", required=True, help="output QuPath GeoJSON")
-    classify.set_defaults(func=run_classify)
-
-
-def run_classify(args: argparse.Namespace) -> int:
-    """Classify the objects of one file; print the counts per class as JSON."""
-    from cellbridge.batch.classify import classify_file
-
-    counts = classify_file(args.objects, args.classifier, args.out)
-    print(json.dumps({"output": args.out, "objects": sum(counts.values()), "classes": counts}, indent=2))
-    return 0
-
 
 def run(args: argparse.Namespace) -> int:
     """Run the batch, print a JSON summary; exit 1 when any image failed."""
@@ -92,25 +71,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"cellbridge batch: {where}: {failure.error}", file=sys.stderr)
     print(json.dumps(summary.to_json(), indent=2))
     return EXIT_SOME_FAILED if summary.failures else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run these commands before they are registered: `python -m cellbridge.cli.batch batch|classify ...`."""
-    from cellbridge.cli.main import EXIT_INPUT_ERROR
-    from cellbridge.errors import CellBridgeError
-
-    parser = argparse.ArgumentParser(prog="cellbridge")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_INPUT_ERROR
-    try:
-        return args.func(args)
-    except (CellBridgeError, FileNotFoundError, PermissionError) as error:
-        print(f"cellbridge batch: error: {error}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
-
-
-if __name__ == "__main__":
-    sys.exit(main())

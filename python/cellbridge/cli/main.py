@@ -27,10 +27,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cellbridge.cli.train",
     "cellbridge.cli.evaluate",
     "cellbridge.cli.detect",
+    "cellbridge.cli.nuclei",
     "cellbridge.cli.segment",
     "cellbridge.cli.models",
     "cellbridge.cli.serve",
     "cellbridge.cli.batch",
+    "cellbridge.cli.classify",
 )
 
 EXIT_INPUT_ERROR = 2

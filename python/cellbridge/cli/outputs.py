@@ -3,11 +3,34 @@ the others."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from cellbridge.errors import CellBridgeError
+
+OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def planned_outputs(args: argparse.Namespace) -> list[tuple[str, Path, Path | None]]:
+    """(input, GeoJSON output, overlay or None) per input of a command with `--out`/`--out-dir` and `--overlay`,
+    every output checked before any work starts."""
+    if args.out and len(args.inputs) > 1:
+        raise CellBridgeError("--out takes one input; use --out-dir for several")
+    result = []
+    for item in args.inputs:
+        stem = Path(item).stem
+        out = Path(args.out) if args.out else Path(args.out_dir) / f"{stem}.geojson"
+        overlay = None
+        if args.overlay:
+            overlay = Path(args.overlay) if args.out else Path(args.overlay) / f"{stem}.png"
+        result.append((item, out, overlay))
+    check_outputs([item for item, _, _ in result], [p for _, out, overlay in result for p in (out, overlay) if p])
+    for _, _, overlay in result:
+        if overlay is not None and overlay.suffix.lower() not in OVERLAY_SUFFIXES:
+            raise CellBridgeError(f"{overlay}: the overlay must be {', '.join(OVERLAY_SUFFIXES)}")
+    return result
 
 
 def check_outputs(inputs: list[str], outputs: list[Path]) -> None:

@@ -39,16 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model once, run every input, print one JSON summary per input (with the area per class)."""
-    from cellbridge.cli.detect import _outputs
     from cellbridge.cli.options import load_roi
-    from cellbridge.cli.outputs import run_each
+    from cellbridge.cli.outputs import planned_outputs, run_each
     from cellbridge.errors import CellBridgeError
     from cellbridge.features.measure import shape_name
     from cellbridge.io.slides import open_slide
     from cellbridge.models.package import load_model
     from cellbridge.pipeline.run import Pipeline, RunOptions
 
-    outputs = _outputs(args)  # every output checked before the model loads
+    outputs = planned_outputs(args)  # every output checked before the model loads
     package = load_model(args.model)
     task = package.spec.task
     if task not in TASKS:
