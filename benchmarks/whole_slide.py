@@ -28,12 +28,14 @@ from cellbridge.device import autocast
 from cellbridge.io.slides import open_slide
 from cellbridge.models.preprocess import to_batch
 from cellbridge.pipeline.run import Pipeline, RunOptions
+from cellbridge.process_settings import apply_process_settings
 from cellbridge.synth import SynthConfig, generate_slide, render_region
 from shapely.geometry import box
 
 RSS_CHILD = """
-import json, sys, threading, time, psutil, torch
-torch.set_num_threads(int(sys.argv[3]))
+import json, sys, threading, time, psutil
+from cellbridge.process_settings import apply_process_settings
+apply_process_settings(int(sys.argv[3]))  # as the command line does: large freed buffers go back to the system
 from cellbridge.io.slides import open_slide
 from cellbridge.pipeline.run import Pipeline, RunOptions
 me, peak_pss, running = psutil.Process(), [0], True
@@ -122,7 +124,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", help="folder for the generated slides (default: a temporary one)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    apply_process_settings(args.threads)
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(args.work or scratch)

@@ -399,11 +399,9 @@ class ImageRunner:
     def _load(self) -> Any:
         if self._pipeline is None:
             from cellbridge.pipeline.run import Pipeline
+            from cellbridge.process_settings import apply_process_settings
 
-            if self.options.threads:
-                import torch
-
-                torch.set_num_threads(self.options.threads)
+            apply_process_settings(self.options.threads)  # here or in a Dask worker: the process that runs
             self.loads += 1
             self._pipeline = Pipeline(self.options.model, self.options.run.with_changes(progress=False))
         return self._pipeline

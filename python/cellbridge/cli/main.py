@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from cellbridge import __version__
 from cellbridge.errors import CellBridgeError
+from cellbridge.process_settings import apply_process_settings
 
 COMMAND_MODULES: tuple[str, ...] = (
     "cellbridge.cli.sample",
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT_ERROR
     if not args.debug:
         _quiet_opencv()  # decoding failures are reported as our one-line errors, not OpenCV's log lines
+    apply_process_settings()  # a whole slide's peak memory stays flat (pipeline/memory.py)
     try:
         result = args.func(args)
         sys.stdout.flush()   # a closed pipe shows here, not in the interpreter's exit

@@ -32,7 +32,6 @@ from cellbridge.models.package import ModelPackage, load_model
 from cellbridge.models.preprocess import preprocess_image
 from cellbridge.objects import PathObject
 from cellbridge.pipeline.image_scale import Scale, find_scale
-from cellbridge.pipeline.memory import release_large_buffers
 from cellbridge.pipeline.options import RunOptions
 from cellbridge.pipeline.overlay import OverlayDrawer
 from cellbridge.pipeline.postprocess import (
@@ -101,7 +100,6 @@ class Pipeline:
 
     def __init__(self, model: str | Path | ModelPackage, options: RunOptions | None = None) -> None:
         self.options = options or RunOptions()
-        release_large_buffers()  # a whole slide's peak memory stays flat (pipeline/memory.py)
         self.package = model if isinstance(model, ModelPackage) else load_model(model)
         self.device = resolve_device(self.options.device)
         self.engine: Engine = self.make_engine(self.options)  # checks the options (and model.json's) now
@@ -304,12 +302,5 @@ class Pipeline:
                          None if out is None else Path(out), prepared.scale)
 
 
-def run_slide(slide: Slide, model: str | Path | ModelPackage, out: str | Path | None = None,
-              roi: BaseGeometry | None = None, options: RunOptions | None = None, **kwargs: Any) -> RunResult:
-    """One-call form: load the model and run it over `slide`."""
-    return Pipeline(model, options).run(slide, out, roi, **kwargs)
-
-
-__all__ = ["Cancelled", "OverlayDrawer", "Pipeline", "RunOptions", "RunPlan", "RunResult", "model_downsample",
-           "run_slide"]
+__all__ = ["Cancelled", "OverlayDrawer", "Pipeline", "RunOptions", "RunPlan", "RunResult", "model_downsample"]
 
