@@ -37,7 +37,8 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "CellBridgeError": ("cellbridge.errors", "CellBridgeError"),
 }
 
-__all__ = ["__version__", *_PUBLIC]
+__all__ = ["CellBridgeError", "ModelPackage", "PathClass", "PathObject", "Pipeline", "RunOptions", "RunResult", "Slide",
+           "__version__", "detect", "list_models", "load_model", "open_slide", "read_geojson", "write_geojson"]
 
 if TYPE_CHECKING:
     from cellbridge.api import detect

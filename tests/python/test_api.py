@@ -33,6 +33,7 @@ def test_import_is_cheap_and_every_public_name_resolves() -> None:
     loaded, resolved = done.stdout.splitlines()
     assert loaded == "['cellbridge']"               # nothing else, and no torch, until a name is used
     assert resolved == "[] True"                    # every public name resolves (the model code loads torch)
+    assert set(cellbridge.__all__) == {"__version__", *cellbridge._PUBLIC}
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         cellbridge.nope  # noqa: B018
 
