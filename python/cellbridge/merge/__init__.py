@@ -1,4 +1,5 @@
-"""Seam-free merging of per-tile objects."""
+"""Merging across tiles: objects seam-free (`SeamMerger`), regions by blending class probabilities
+(`merge.regions.RegionMerger`)."""
 
 from cellbridge.merge.seams import SeamMerger, iou, merge_tiles
 
