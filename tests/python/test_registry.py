@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from cellbridge.engines.base import Engine
+from cellbridge.engines.base import Engine, EngineOptionError
 from cellbridge.engines.detector import DetectorEngine
 from cellbridge.engines.registry import architecture, architectures, build_module, engine_class, make_engine
 from cellbridge.errors import ModelError
@@ -77,3 +77,5 @@ def test_the_engine_contract_object_and_region_engines() -> None:
     probabilities = np.full((3, 128, 128), 1 / 3, np.float16)
     assert isinstance(semantic.postprocessor()(probabilities, np.zeros((128, 128, 3), np.uint8), tile),
                       TileProbabilities)
+    with pytest.raises(EngineOptionError, match="option 'object_type' must be one of .*, got 'cell'"):
+        make_engine(semantic.package, torch.device("cpu"), {"object_type": "cell"})

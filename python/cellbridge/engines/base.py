@@ -22,7 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 from cellbridge.errors import CellBridgeError
 from cellbridge.merge.seams import SeamMerger
-from cellbridge.objects import PathObject
+from cellbridge.objects import REGION_OBJECT_TYPES, PathObject
 from cellbridge.tiling.plan import Tile, TilePlan
 
 if TYPE_CHECKING:
@@ -42,6 +42,13 @@ class Merger(Protocol):
 
 class EngineOptionError(CellBridgeError):
     """An engine option (model.json `postprocessing` or a run's) with an unknown name or a value of the wrong type."""
+
+
+def check_object_type(options: Mapping[str, Any]) -> None:
+    """Refuse an `object_type` option that a region or instance engine cannot emit."""
+    if options["object_type"] not in REGION_OBJECT_TYPES:
+        raise EngineOptionError(f"option 'object_type' must be one of {REGION_OBJECT_TYPES}, got "
+                                f"{options['object_type']!r}")
 
 
 class Engine(abc.ABC):

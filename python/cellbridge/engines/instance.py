@@ -23,11 +23,11 @@ import torch
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from cellbridge.engines.base import Engine, EngineOptionError
+from cellbridge.engines.base import Engine, check_object_type
 from cellbridge.engines.probability_maps import probability_maps
 from cellbridge.geometry import label_polygons, to_level0
 from cellbridge.models.package import ModelSpec
-from cellbridge.objects import REGION_OBJECT_TYPES, SCORE_MEASUREMENT, PathObject
+from cellbridge.objects import SCORE_MEASUREMENT, PathObject
 from cellbridge.tiling.plan import Tile
 
 DISTANCE_DEFAULTS: dict[str, Any] = {
@@ -94,12 +94,6 @@ def _objects(labels: np.ndarray, scores: np.ndarray, class_of: dict[int, int], s
     return objects
 
 
-def _check_object_type(options: dict[str, Any]) -> None:
-    if options["object_type"] not in REGION_OBJECT_TYPES:
-        raise EngineOptionError(f"option 'object_type' must be one of {REGION_OBJECT_TYPES}, got "
-                                f"{options['object_type']!r}")
-
-
 class DistanceEngine(Engine):
     """U-Net foreground + normalised distance → seeded watershed; one polygon per object."""
 
@@ -107,7 +101,7 @@ class DistanceEngine(Engine):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_object_type(self.options)
+        check_object_type(self.options)
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
@@ -125,7 +119,7 @@ class MaskRCNNEngine(Engine):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_object_type(self.options)
+        check_object_type(self.options)
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[dict[str, np.ndarray]]:

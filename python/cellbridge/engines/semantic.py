@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from shapely.geometry.base import BaseGeometry
 
-from cellbridge.engines.base import Engine, EngineOptionError
+from cellbridge.engines.base import Engine, check_object_type
 from cellbridge.merge.regions import RegionMerger, TileProbabilities
-from cellbridge.objects import REGION_OBJECT_TYPES
 from cellbridge.tiling.plan import Tile, TilePlan
 
 DEFAULTS: dict[str, Any] = {
@@ -45,9 +44,7 @@ class SemanticEngine(Engine):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.options["object_type"] not in REGION_OBJECT_TYPES:
-            raise EngineOptionError(f"option 'object_type' must be one of {REGION_OBJECT_TYPES}, got "
-                                    f"{self.options['object_type']!r}")
+        check_object_type(self.options)
 
     @property
     def object_size(self) -> float:
