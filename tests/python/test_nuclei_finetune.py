@@ -109,6 +109,7 @@ def test_fine_tuning_the_default_model_lowers_the_loss_and_the_cli_runs_it(folde
     assert losses[-1] < losses[0]
     spec = json.loads((tmp_path / "tuned" / "model.json").read_text())
     assert spec["training"]["init"] == DEFAULT_NUCLEI_MODEL and [c["name"] for c in spec["classes"]] == ["Nucleus"]
+    assert spec["postprocessing"] == read_spec(resolve_model_dir(DEFAULT_NUCLEI_MODEL)).postprocessing  # its thresholds
     image = outlines / "images" / "0.png"
     out = tmp_path / "nuclei.geojson"
     done = subprocess.run([sys.executable, "-m", "cellbridge", "nuclei", str(image), "--model", str(tmp_path / "tuned"),

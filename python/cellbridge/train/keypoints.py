@@ -450,7 +450,7 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
     """A nuclei training task from COCO exports, DSB-style folders and/or point folders; images split into
     train/val by a seeded shuffle. `single_class` relabels every nucleus with that one class (needed to mix
     classed and class-less data). `mpp` is the pixel size of the COCO images (tiles exported from slides); the
-    model's pixel size is the `init` model's, else `mpp`. Images are brought to the model's pixel size from their
+    model's pixel size and post-processing are the `init` model's, else `mpp` and the defaults. Images are brought to the model's pixel size from their
     own (COCO with `mpp`), else from the one estimated from their nuclei, as a run does on an uncalibrated image.
     """
     paths = [Path(p) for p in (data if isinstance(data, list) else [data])]
@@ -459,10 +459,12 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
         if source.suffix.lower() == ".json":  # COCO exports: tiles at the pixel size they were exported for
             for record in dataset.images:
                 record.mpp = record.mpp or mpp
-    if init:
+    if init:  # the pixel size and post-processing thresholds come with the model being fine-tuned
         from cellbridge.models.package import read_spec, resolve_model_dir
 
-        mpp = read_spec(resolve_model_dir(init)).mpp or mpp
+        init_spec = read_spec(resolve_model_dir(init))
+        mpp = init_spec.mpp or mpp
+        postprocessing = {**init_spec.postprocessing, **(postprocessing or {})}
     if single_class:
         datasets = [merge_classes(d, single_class) for d in datasets]
     classes = sorted({c for d in datasets for c in d.classes})
