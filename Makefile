@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 SAMPLE_OUT ?= sample-output
 
-.PHONY: sample test test-python test-java venv clean
+.PHONY: sample test test-python test-java venv clean qupath extension
 
 venv: $(STAMP)
 
@@ -30,6 +30,14 @@ test-python: $(STAMP)
 test-java: $(STAMP)
 	PY4J_JAR="$$(ls $(VENV)/share/py4j/py4j*.jar | head -n 1)" CELLBRIDGE_PYTHON="$(abspath $(BIN)/python)" \
 		qupath-extension/build-local.sh
+
+# QuPath 0.6.0 compiled from ../shared/qupath-src with its Maven Central libraries, into ~/.cache/cellbridge (reused)
+qupath:
+	qupath-extension/qupath-build/build-qupath.sh
+
+# the jar a QuPath user installs (build/libs/qupath-extension-cellbridge-<version>-all.jar, py4j inside), without Gradle
+extension:
+	qupath-extension/qupath-build/build-extension.sh
 
 clean:
 	rm -rf $(VENV) $(SAMPLE_OUT) .pytest_cache .hypothesis
