@@ -39,8 +39,18 @@ if [ ! -f "$PY4J_JAR" ]; then
 fi
 log "py4j ($PY4J): $(elapsed "$T")"
 
-T=$(now)
 OUT="$ROOT/qupath-extension/build/extension"
+JAR="$ROOT/build/libs/$NAME-$VERSION-all.jar"
+# the same sources, build.gradle, QuPath build and script as the jar there: nothing to do
+KEY=$( { (cd "$ROOT/qupath-extension/src/main" && find . -type f | sort | xargs sha1sum); sha1sum "$ROOT/build.gradle" "$0"
+         echo "$QUPATH"; } | sha1sum | cut -c1-40)
+if [ -f "$JAR" ] && [ "$(cat "$OUT/key" 2>/dev/null)" = "$KEY" ]; then
+    log "$JAR up to date"
+    echo "$JAR"
+    exit 0
+fi
+
+T=$(now)
 rm -rf "$OUT"
 mkdir -p "$OUT/classes" "$ROOT/build/libs"
 find "$ROOT/qupath-extension/src/main/java" -name '*.java' | sort > "$OUT/sources.txt"
@@ -54,9 +64,9 @@ T=$(now)
 (cd "$OUT/classes" && "$JDK/bin/jar" --extract --file "$PY4J_JAR" && rm -f META-INF/MANIFEST.MF)
 printf 'Implementation-Title: %s\nImplementation-Version: %s\nAutomatic-Module-Name: %s\n' \
     "$NAME" "$VERSION" "$MODULE" > "$OUT/manifest.txt"
-JAR="$ROOT/build/libs/$NAME-$VERSION-all.jar"
 "$JDK/bin/jar" --create --file "$JAR.tmp" --manifest "$OUT/manifest.txt" -C "$OUT/classes" .
 mv "$JAR.tmp" "$JAR"
+echo "$KEY" > "$OUT/key"
 log "package $(unzip -Z1 "$JAR" | grep -c '\.class$') classes: $(elapsed "$T")"
 log "total: $(elapsed "$T_ALL")"
 echo "$JAR"

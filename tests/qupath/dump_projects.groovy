@@ -3,12 +3,16 @@
  * reads back from saved projects as JSON, for the tests to check.
  * args: the JSON file to write, then project.qpproj files.
  * Per image: its entry metadata, each top-level annotation (name, detections under it with their classes and
- * measurement names), and the detections that are under no annotation.
+ * measurement names, centroids of their nuclei), and the detections that are under no annotation.
  */
 import qupath.lib.io.GsonTools
 import qupath.lib.projects.ProjectIO
 
 import java.awt.image.BufferedImage
+
+def nucleusOrRoi(object) {
+    return object.isCell() && object.getNucleusROI() != null ? object.getNucleusROI() : object.getROI()
+}
 
 def summary(objects) {
     def classes = [:].withDefault { 0 }
@@ -16,7 +20,7 @@ def summary(objects) {
     def measurements = objects.collect { it.getMeasurementList().getNames() as Set }.inject(null) { a, b -> a == null ? b : a.intersect(b) }
     return [count: objects.size(), classes: classes, cells: objects.count { it.isCell() && it.getNucleusROI() != null },
             measurements: (measurements ?: []) as List,
-            centroids: objects.collect { [it.getROI().getCentroidX(), it.getROI().getCentroidY()] }]
+            centroids: objects.collect { nucleusOrRoi(it) }.collect { [it.getCentroidX(), it.getCentroidY()] }]
 }
 
 def out = [:]

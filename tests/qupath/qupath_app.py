@@ -8,6 +8,7 @@ Maven the tests skip and say why.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,11 +16,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
+from shapely.geometry import shape
+
+from cellbridge.cli.main import main as cellbridge_main
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "qupath-extension" / "qupath-build"
 SKIP_STATUS = 3  # the build scripts' "cannot build here" exit status
+PIXEL_SIZE = "0.5"  # µm/px of the synthetic slides: their ImageJ calibration, which QuPath reads and gives the server
 
 
 @dataclass(frozen=True)
@@ -85,3 +92,34 @@ def build_qupath(prefs: Path) -> QuPathApp:
     home = _build("build-qupath.sh")
     jar = _build("build-extension.sh")
     return QuPathApp(home=home, extension_jar=jar, prefs=prefs)
+
+
+def region_feature(name: str, box: tuple[int, int, int, int]) -> dict:
+    """A named rectangle annotation (x0, y0, x1, y1 in level-0 pixels) as a QuPath GeoJSON feature."""
+    x0, y0, x1, y1 = box
+    return {"type": "Feature", "properties": {"objectType": "annotation", "name": name},
+            "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+
+
+def write_geojson(path: Path, features: list[dict]) -> Path:
+    """Write a FeatureCollection of ``features``."""
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+def synthetic_slide(folder: Path, name: str, seed: int, size: int = 768) -> Path:
+    """A synthetic H&E slide as a plain RGB TIFF that QuPath's ImageJ reader and the Python side both read."""
+    pyramid = folder / f"{Path(name).stem}-pyramid.tif"
+    assert cellbridge_main(["synth-slide", str(pyramid), "--size", f"{size}x{size}", "--tissue-fraction", "0.6",
+                            "--seed", str(seed), "--compression", "none"]) == 0
+    pixels = tifffile.imread(pyramid, level=0)
+    tifffile.imwrite(folder / name, pixels, photometric="rgb", imagej=True, resolution=(2.0, 2.0),
+                     metadata={"unit": "um"})
+    pyramid.unlink()
+    return folder / name
+
+
+def centroids(features: list[dict]) -> np.ndarray:
+    """The centroids of GeoJSON features (of a cell's nucleus), sorted, as an (n, 2) array."""
+    points = [shape(f.get("nucleusGeometry") or f["geometry"]).centroid for f in features]
+    return np.array(sorted((p.x, p.y) for p in points)).reshape(-1, 2)

@@ -16,46 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 from shapely.geometry import Point, shape
 
 from cellbridge.cli.main import main as cellbridge_main
-from qupath_app import REPO, QuPathApp, build_qupath
+from qupath_app import (PIXEL_SIZE, REPO, QuPathApp, build_qupath, centroids, region_feature, synthetic_slide,
+                        write_geojson)
 
 pytestmark = pytest.mark.slow
 
 SCRIPTS = REPO / "scripts"
 HERE = Path(__file__).resolve().parent
-SIZE = 768
 REGIONS = {"Left": (40, 60, 360, 700), "Right": (400, 60, 720, 700)}  # x0, y0, x1, y1 (level-0 pixels)
 # the parameters every script in scripts/ states
 MODEL_OPTIONS = ["--model", "nuclei-brightfield", "--device", "auto", "--tile", "1024", "--overlap", "64",
                  "--cell-expansion", "3.0"]
-PIXEL_SIZE = "0.5"  # µm/px: the slides' ImageJ calibration, which QuPath reads and gives the server
 SLIDES = {"p1": {"a.tif": 1, "b.tif": 2}, "p2": {"c.tif": 3, "d.tif": 4, "gone.tif": 5}}
-
-
-def _region_feature(name: str, box: tuple[int, int, int, int]) -> dict:
-    x0, y0, x1, y1 = box
-    return {"type": "Feature", "properties": {"objectType": "annotation", "name": name},
-            "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
-
-
-def _write_geojson(path: Path, features: list[dict]) -> Path:
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    return path
-
-
-def _slide(folder: Path, name: str, seed: int) -> Path:
-    """A synthetic H&E slide as a plain RGB TIFF that QuPath's ImageJ reader and the Python side both read."""
-    pyramid = folder / f"{Path(name).stem}-pyramid.tif"
-    assert cellbridge_main(["synth-slide", str(pyramid), "--size", f"{SIZE}x{SIZE}", "--tissue-fraction", "0.6",
-                            "--seed", str(seed), "--compression", "none"]) == 0
-    pixels = tifffile.imread(pyramid, level=0)
-    tifffile.imwrite(folder / name, pixels, photometric="rgb", imagej=True, resolution=(2.0, 2.0),
-                     metadata={"unit": "um"})
-    pyramid.unlink()
-    return folder / name
 
 
 def _checked(process, what: str):
@@ -81,11 +56,11 @@ def runs(tmp_path_factory):
     app = build_qupath(work / "prefs")
     images = work / "images"
     images.mkdir()
-    regions = _write_geojson(images / "regions.geojson", [_region_feature(n, b) for n, b in REGIONS.items()])
+    regions = write_geojson(images / "regions.geojson", [region_feature(n, b) for n, b in REGIONS.items()])
     for project, slides in SLIDES.items():
         arguments = [work / project]
         for name, seed in slides.items():
-            arguments += [_slide(images, name, seed), regions]
+            arguments += [synthetic_slide(images, name, seed), regions]
         _checked(app.script(HERE / "make_project.groovy", arguments=arguments), "make_project.groovy")
         shutil.copytree(work / project, work / f"{project}-batch")
     (images / "gone.tif").unlink()
@@ -123,7 +98,7 @@ def reference(runs):
     result = {}
     for name in ("a.tif", "b.tif", "c.tif", "d.tif"):
         for region, box in REGIONS.items():
-            roi = _write_geojson(runs["work"] / f"roi-{region}.geojson", [_region_feature(region, box)])
+            roi = write_geojson(runs["work"] / f"roi-{region}.geojson", [region_feature(region, box)])
             out = runs["work"] / f"ref-{name}-{region}.geojson"
             assert cellbridge_main(["nuclei", str(runs["images"] / name), "--roi", str(roi), "--out", str(out),
                                     "--pixel-size", PIXEL_SIZE, *MODEL_OPTIONS]) == 0
@@ -133,11 +108,6 @@ def reference(runs):
                             *MODEL_OPTIONS]) == 0
     result["a.tif", None] = json.loads(out.read_text())["features"]
     return result
-
-
-def _centroids(features: list[dict]) -> np.ndarray:
-    points = [shape(f["geometry"]).centroid for f in features]
-    return np.array(sorted((p.x, p.y) for p in points)).reshape(-1, 2)
 
 
 def test_run_for_project_puts_the_same_nuclei_as_the_cli_under_each_annotation(runs, reference):
@@ -160,10 +130,10 @@ def test_run_for_project_puts_the_same_nuclei_as_the_cli_under_each_annotation(r
                 assert ours["classes"] == ref_classes
                 ref_measurements = set.intersection(*(set(f["properties"]["measurements"]) for f in ref))
                 assert set(ours["measurements"]) == ref_measurements and len(ref_measurements) >= 5
-                area = shape(_region_feature(region, box)["geometry"])
+                area = shape(region_feature(region, box)["geometry"])
                 ours_xy = np.array(sorted(map(tuple, ours["centroids"]))).reshape(-1, 2)
                 assert all(area.contains(Point(x, y)) for x, y in ours_xy)
-                np.testing.assert_allclose(ours_xy, _centroids(ref), atol=0.5)
+                np.testing.assert_allclose(ours_xy, centroids(ref), atol=0.01)
 
 
 def test_run_for_project_writes_a_counts_row_per_image_and_a_missing_image_does_not_stop_the_others(runs):
@@ -232,4 +202,4 @@ def test_current_image_script_replaces_the_objects_of_the_whole_image(runs, refe
     assert in_annotations + image["unparented"]["count"] == len(whole)
     everywhere = np.array(sorted(map(tuple, image["unparented"]["centroids"] + [
         xy for a in image["annotations"] for xy in a["detections"]["centroids"]]))).reshape(-1, 2)
-    np.testing.assert_allclose(everywhere, _centroids(whole), atol=0.5)
+    np.testing.assert_allclose(everywhere, centroids(whole), atol=0.01)
