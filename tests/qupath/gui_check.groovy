@@ -93,7 +93,10 @@ Thread.start("cellbridge-gui-check") {
         }
         report.steps << "dialog accepted"
 
-        waitFor("nuclei under the annotation", 600) { onFx { !annotation.getChildObjects().isEmpty() } }
+        // the task is done when its objects are in the hierarchy and its step is in the image's workflow
+        waitFor("the detection task to finish", 600) {
+            onFx { qupath.getImageData().getHistoryWorkflow().getSteps().any { it.getName() == "CellBridge detect objects" } }
+        }
         Thread.sleep(1000)  // the notification and a repaint
         def detections = onFx { new ArrayList(annotation.getChildObjects()) }
         report.detections = detections.size()
