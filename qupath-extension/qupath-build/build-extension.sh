@@ -34,7 +34,7 @@ PY4J_DIR="$QUPATH/extension-lib"
 PY4J_JAR="$PY4J_DIR/$(echo "$PY4J" | cut -d: -f2)-$(echo "$PY4J" | cut -d: -f3).jar"
 if [ ! -f "$PY4J_JAR" ]; then
     mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$PY4J" -DoutputDirectory="$PY4J_DIR" \
-        | sed 's/\x1b\[[0-9;]*m//g' >&2 \
+        2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2 \
         || { log "Maven could not fetch $PY4J"; exit 1; }
 fi
 log "py4j ($PY4J): $(elapsed "$T")"

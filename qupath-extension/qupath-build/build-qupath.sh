@@ -84,7 +84,7 @@ step_done() { local line; line="$1: $(elapsed "$2")"; log "$line"; echo "$line" 
 T=$(now)
 # Maven runs on the JDK it finds itself (Java 17 is enough to resolve)
 # (Maven's -q still prints colour resets: strip them)
-"$MVN" "${MVN_ARGS[@]}" dependency:copy-dependencies -DoutputDirectory="$OUT/lib" | sed 's/\x1b\[[0-9;]*m//g' >&2 \
+"$MVN" "${MVN_ARGS[@]}" dependency:copy-dependencies -DoutputDirectory="$OUT/lib" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2 \
     || { log "Maven could not resolve $HERE/pom.xml (is Maven Central reachable?)"; exit 1; }
 # JavaFX's platform-less jars are empty placeholders beside the -linux ones
 rm -f "$OUT"/lib/javafx-*-"$(sed -n 's:.*<javafx.version>\(.*\)</javafx.version>.*:\1:p' "$HERE/pom.xml")".jar
