@@ -76,7 +76,8 @@ def runs(tmp_path_factory):
     out["after_second"] = _dump(app, work / "second.json", p1)
 
     batch_list = work / "projects.txt"
-    batch_list.write_text(f"# the batch copies\n{work / 'p1-batch'}\n\n{work / 'p2-batch' / 'project.qpproj'}\n")
+    # the project with the missing image first: the batch goes on to the other project after it
+    batch_list.write_text(f"# the batch copies\n{work / 'p2-batch' / 'project.qpproj'}\n\n{work / 'p1-batch'}\n")
     batch_csv = work / "batch" / "counts.csv"
     batch = SCRIPTS / "cellbridge_projects_batch.groovy"
     out["batch"] = _checked(app.script(batch, arguments=[batch_list, batch_csv]), "projects batch")
