@@ -39,7 +39,7 @@ GUI_PACKAGES := xvfb xauth libgtk-3-0
 test-qupath: $(STAMP)
 	@if [ ! -d ../shared/qupath-src ] && [ -z "$$QUPATH_SRC" ]; then \
 		echo "test-qupath: SKIPPED: no ../shared/qupath-src (QuPath 0.6.0's source tarballs; or set QUPATH_SRC)"; exit 0; fi; \
-	if ! command -v xvfb-run >/dev/null || ! ldconfig -p | grep -q 'libgtk-3\.so\.0'; then \
+	if ! command -v xvfb-run >/dev/null || ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libgtk-3\.so\.0'; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "test-qupath: installing $(GUI_PACKAGES) for the GUI test"; \
 			apt-get install -y -q --no-install-recommends $(GUI_PACKAGES) >/dev/null 2>&1 || \
