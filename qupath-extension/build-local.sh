@@ -6,8 +6,8 @@
 # JDK >= 21) it compiles every source file that does not need the GUI and runs all tests, including the QuPath
 # layer (CellBridge, PathObjectConverter, IhcScores, ObjectFiles, RequestPlanner, TrainingData,
 # scripting/ProjectBatch) against real ImageData, hierarchies and projects. The files in GUI_SOURCES below need
-# QuPath's GUI (QuPathGUI, PathPrefs, JavaFX controls) and stay compile-checked by
-# ../shared/tools/qupath-compile/check.sh.
+# QuPath's GUI (QuPathGUI, PathPrefs, JavaFX controls): `make extension` compiles them against a full QuPath built
+# from source, and tests/qupath (`make test-qupath`) runs them in QuPath's window.
 # Without the runtime it compiles and tests the QuPath-independent bridge layer (qupath.ext.cellbridge.bridge)
 # against Debian's jars, and says why the QuPath-layer tests are skipped.
 #
@@ -100,7 +100,7 @@ if [ -z "$RUNTIME_WHY" ]; then
     find "$MAIN_SRC" -name '*.java' "${gui_filter[@]}" | sort > "$OUT/main-sources.txt"
     find "$TEST_SRC" -name '*.java' | sort > "$OUT/test-sources.txt"
     echo "build-local.sh: QuPath runtime $RUNTIME_DIR (JDK $QUPATH_JAVA_HOME); not compiled here, they need" \
-         "QuPath's GUI (checked by ../shared/tools/qupath-compile/check.sh): $GUI_SOURCES"
+         "QuPath's GUI (built by make extension, run by make test-qupath): $GUI_SOURCES"
 else
     JAVAC=javac
     JAVA=java

@@ -9,6 +9,9 @@
  * parameters are skipped, so the batch can be stopped and started again. A failing image (missing file, ...)
  * gets status "failed" with the reason, and the batch goes on.
  *
+ * From a shell, without the GUI (QuPath's own command line; the arguments replace the two paths below):
+ *   QuPath script cellbridge_projects_batch.groovy --args /data/cellbridge/projects.txt --args /data/cellbridge/counts.csv
+ *
  * Without QuPath, `cellbridge batch PROJECT.qpproj ... --model nuclei-brightfield --out-dir DIR` does the same from
  * Python, writing one GeoJSON per image instead of saving the projects.
  */
@@ -16,8 +19,8 @@ import qupath.ext.cellbridge.CellBridge
 import qupath.ext.cellbridge.scripting.ProjectBatch
 
 // ---- parameters --------------------------------------------------------------------------------------------
-def projectList = "/data/cellbridge/projects.txt"     // one project.qpproj per line
-def csv = "/data/cellbridge/counts.csv"
+def projectList = args.length > 0 ? args[0] : "/data/cellbridge/projects.txt"   // one project.qpproj per line
+def csv = args.length > 1 ? args[1] : "/data/cellbridge/counts.csv"
 def cellbridge = CellBridge.builder("nuclei-brightfield")
         .device("auto")
         .tileSize(1024)

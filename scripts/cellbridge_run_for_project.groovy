@@ -8,6 +8,9 @@
  * folder: objects per class, status (done / skipped / failed), model, signature, seconds, error.
  *
  * Objects go under the top-level annotations of each image, or the whole image when it has none.
+ *
+ * From a shell, without the GUI (QuPath's own command line; -s saves each image as Run for project does):
+ *   QuPath script -p /data/p1/project.qpproj -s cellbridge_run_for_project.groovy
  */
 import qupath.ext.cellbridge.CellBridge
 import qupath.ext.cellbridge.scripting.ProjectBatch

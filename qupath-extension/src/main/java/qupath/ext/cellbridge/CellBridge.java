@@ -207,7 +207,8 @@ public final class CellBridge {
 
     /**
      * Put computed objects into the hierarchy: under each parent (replacing earlier detections there when the
-     * settings say so), one hierarchy event, and a workflow step that reproduces the run.
+     * settings say so; for the whole image, all its detections, and each new object goes under the annotation that
+     * holds it), and a workflow step that reproduces the run.
      * @param imageData the image the objects were computed for
      * @param detections what {@link #compute} returned
      * @return what was added
@@ -223,12 +224,24 @@ public final class CellBridge {
                         parent, entry.getValue().size());
                 continue;
             }
-            if (settings.replaceExisting()) {
-                List<PathObject> earlier = parent.getChildObjects().stream().filter(PathObject::isDetection).toList();
-                if (!earlier.isEmpty())
-                    parent.removeChildObjects(earlier);
+            if (parent.isRootObject()) {
+                // the whole image: its earlier detections go wherever they are (under annotations too), and the
+                // hierarchy puts each new object under the annotation that holds it
+                if (settings.replaceExisting()) {
+                    Collection<PathObject> earlier = hierarchy.getDetectionObjects();
+                    if (!earlier.isEmpty())
+                        hierarchy.removeObjects(earlier, false);
+                }
+                hierarchy.addObjects(entry.getValue());
+            } else {
+                if (settings.replaceExisting()) {
+                    List<PathObject> earlier = parent.getChildObjects().stream().filter(PathObject::isDetection)
+                            .toList();
+                    if (!earlier.isEmpty())
+                        parent.removeChildObjects(earlier);
+                }
+                parent.addChildObjects(entry.getValue());
             }
-            parent.addChildObjects(entry.getValue());
             if (scoresIhc() && parent.isAnnotation())
                 IhcScores.putOn(parent, parent.getChildObjects(), graded(), pixelSize(imageData));
             added.addAll(entry.getValue());

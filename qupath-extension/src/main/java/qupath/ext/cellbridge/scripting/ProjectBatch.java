@@ -228,8 +228,14 @@ public final class ProjectBatch {
         return file;
     }
 
+    /** The messages of an error and its causes (QuPath's "Failed to load ImageServer" says which file only in its cause). */
     private static String describe(Throwable e) {
-        String message = e.getMessage();
-        return message == null || message.isBlank() ? e.getClass().getSimpleName() : message.strip();
+        List<String> parts = new ArrayList<>();
+        for (Throwable t = e; t != null && parts.size() < 4; t = t.getCause() == t ? null : t.getCause()) {
+            String message = t.getMessage() == null ? "" : t.getMessage().strip();
+            if (!message.isEmpty() && parts.stream().noneMatch(part -> part.contains(message)))
+                parts.add(message);
+        }
+        return parts.isEmpty() ? e.getClass().getSimpleName() : String.join(": ", parts);
     }
 }
