@@ -61,6 +61,17 @@ def test_opens_pyramid_with_levels_and_pixel_size(tiff_path: Path) -> None:
     assert slide.best_level(1.0) == 0 and slide.best_level(3.0) == 1 and slide.best_level(64) == 2
 
 
+@pytest.mark.parametrize(("unit", "pixels_per_unit", "expected"),
+                         [("micron", 2.0, 0.5), ("\\u00B5m", 4.0, 0.25), ("nm", 0.004, 0.25), ("pixel", 2.0, None)])
+def test_imagej_tiff_pixel_size_is_read_as_qupath_reads_it(tmp_path: Path, unit: str, pixels_per_unit: float,
+                                                          expected: float | None) -> None:
+    path = tmp_path / "fiji.tif"   # ImageJ/Fiji: resolution unit "none", the length unit in the image description
+    tifffile.imwrite(path, np.full((64, 80, 3), 200, np.uint8), imagej=True,
+                     resolution=(pixels_per_unit, pixels_per_unit), metadata={"unit": unit})
+    slide = open_slide(path)
+    assert slide.mpp == (pytest.approx(expected) if expected else None)
+
+
 @pytest.mark.parametrize("backend_index", [0, 1])
 def test_exact_pixels_at_pyramid_downsamples(tiff_path: Path, image: np.ndarray, backend_index: int) -> None:
     slides = backends(tiff_path)

@@ -231,7 +231,7 @@ class TiffSlideSlide(Slide):
         handle = self._handle()
         self._levels = _level_pages(handle)
         _check_complete(path, self._levels)
-        mpp = _mpp_from_properties(handle.properties, "tiffslide")
+        mpp = _mpp_from_properties(handle.properties, "tiffslide") or imagej_pixel_size(path)
         downsamples = tuple(float(d) for d in handle.level_downsamples)
         super().__init__(path, tuple(tuple(int(v) for v in d) for d in handle.level_dimensions),
                          downsamples, mpp, "tiffslide")
@@ -371,6 +371,30 @@ def _mpp_from_properties(properties: Any, prefix: str) -> float | None:
         if math.isfinite(value) and value > 0:
             values.append(value)
     return sum(values) / len(values) if values else None
+
+
+IMAGEJ_UNITS_UM = {"micron": 1.0, "microns": 1.0, "um": 1.0, "µm": 1.0, "\\u00b5m": 1.0, "nm": 1e-3, "mm": 1e3}
+
+
+def imagej_pixel_size(path: str | os.PathLike[str]) -> float | None:
+    """Pixel size in µm of a TIFF saved by ImageJ/Fiji (resolution unit "none", the unit in its description, as
+    QuPath reads it), or None when the file is not such a TIFF or states no length unit."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.is_imagej:
+                return None
+            scale = IMAGEJ_UNITS_UM.get(str((tif.imagej_metadata or {}).get("unit", "")).strip().lower())
+            tags = tif.pages[0].tags
+            sizes = []
+            for name in ("XResolution", "YResolution"):
+                numerator, denominator = tags[name].value if name in tags else (0, 1)
+                if scale and numerator > 0 and denominator > 0:
+                    sizes.append(scale * denominator / numerator)   # the tag holds pixels per unit
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sum(sizes) / len(sizes) if sizes else None
 
 
 def fluorescence_evidence(slide: Slide, max_side: int = 512) -> str | None:
