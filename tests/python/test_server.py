@@ -225,7 +225,7 @@ def test_cancel_stops_a_running_job(service: CellBridgeService, tmp_path: Path) 
 def test_serve_prints_ready_line_listens_on_loopback_and_stops_with_idle_timeout(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     process = subprocess.Popen([sys.executable, "-m", "cellbridge", "serve", "--token-file", str(token_file),
-                                "--idle-timeout", "6", "--device", "cpu"],
+                                "--idle-timeout", "15", "--device", "cpu"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready = json.loads(process.stdout.readline())
@@ -235,7 +235,7 @@ def test_serve_prints_ready_line_listens_on_loopback_and_stops_with_idle_timeout
         local = {int(fields[1].split(":")[1], 16): fields[1].split(":")[0] for fields in listening
                  if fields[3] == "0A"}
         assert local.get(ready["port"]) == "0100007F"  # 127.0.0.1 only
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()
