@@ -16,7 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "preprocessing": "rgb", "width": 16, "depth": 3, "crop": 256, "class_weights": "inverse",
     "samples_per_epoch": None, "tile_size": 512, "mpp": None, "single_class": None, "scale_range": "0.8,1.25",
     "stain_jitter": "mild", "init": None, "max_object_size": None, "steps_per_epoch": 0, "seed": 0,
-    "downsample": 1.0, "step_size": None, "weight_decay": None, "schedule": None,
+    "downsample": 1.0, "step_size": None, "weight_decay": None, "schedule": None, "distance_map": False,
     # settings of model.json's training.config that have no option of their own
     "optimizer": None, "momentum": None, "gamma": None, "params": None,
 }
@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input: RGB (default), or grayscale + unsharp mask in one channel (stain-independent)")
     parser.add_argument("--width", type=int, help="U-Nets: base width (default 16)")
     parser.add_argument("--depth", type=int, help="U-Nets: depth (default 3)")
+    parser.add_argument("--distance-map", action="store_const", const=True,
+                        help="nuclei: also learn each nucleus's normalised distance to its border (a third map "
+                             "that places one seed per nucleus and the split between touching nuclei)")
     parser.add_argument("--crop", type=int, help="U-Nets, Mask R-CNN: random training crop (default 256)")
     parser.add_argument("--class-weights",
                         help="semantic: inverse (pixel frequency, default), none, or comma-separated weights "
@@ -134,6 +137,8 @@ def recipe_options(name: str) -> dict[str, Any]:
         options.update(params=dict(spec.params), downsample=spec.downsample)
     elif "width" in spec.params:
         options.update(width=spec.params["width"], depth=spec.params.get("depth", DEFAULTS["depth"]))
+    if spec.params.get("distance_map"):
+        options["distance_map"] = True
     if spec.task in ("semantic", "instance"):
         options["tile_size"] = spec.tile_size
     if spec.postprocessing.get("max_object_size") and spec.task == "nuclei":
@@ -214,7 +219,9 @@ def run(args: argparse.Namespace) -> int:
         from cellbridge.train.keypoints import nuclei_task
 
         task = nuclei_task([*args.data], val_split=args.val_split, preprocessing=args.preprocessing,
-                           params={"depth": args.depth, "width": args.width}, batch_size=args.batch_size,
+                           params={"depth": args.depth, "width": args.width,
+                                   **({"distance_map": True} if args.distance_map else {})},
+                           batch_size=args.batch_size,
                            crop=args.crop, seed=args.seed, workers=args.workers, name=name, mpp=args.mpp,
                            modality=args.modality, single_class=args.single_class,
                            scale=_pair(args.scale_range, "--scale-range"), stain=args.stain_jitter, init=args.init,

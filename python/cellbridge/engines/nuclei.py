@@ -2,12 +2,13 @@
 foreground map and (optionally) per-pixel class logits; heatmap peaks seed a watershed inside the foreground, giving
 one polygon per nucleus (a learned foreground; Otsu on the hematoxylin channel is available as `foreground: otsu`).
 
-Output channels: 0 = centre heatmap logit, 1 = foreground logit, 2… = class logits (when several classes).
+Output channels: 0 = centre heatmap logit, 1 = foreground logit, [2 = normalised distance logit when the package's
+`params.distance_map` is true], then class logits (when several classes).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,7 +17,16 @@ from cellbridge.engines.base import Engine, EngineOptionError
 from cellbridge.engines.nuclei_objects import DEFAULTS, NucleiObjects
 from cellbridge.engines.probability_maps import flip_averaged_probabilities, probability_maps, to_maps
 
-__all__ = ["DEFAULTS", "NucleiEngine"]
+if TYPE_CHECKING:
+    from cellbridge.models.package import ModelSpec
+
+__all__ = ["DEFAULTS", "NucleiEngine", "nuclei_maps"]
+
+
+def nuclei_maps(spec: ModelSpec) -> int:
+    """Maps before the class logits of a `unet-nuclei` package: heatmap and foreground, plus each nucleus's
+    normalised distance to its border when `params.distance_map` is true."""
+    return 3 if spec.params.get("distance_map") else 2
 
 
 class NucleiEngine(Engine):
@@ -36,10 +46,11 @@ class NucleiEngine(Engine):
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
+        maps = nuclei_maps(self.spec)
         if self.options.get("tta"):
-            return to_maps(flip_averaged_probabilities(self.module, batch))
-        return probability_maps(self.module(batch).float())
+            return to_maps(flip_averaged_probabilities(self.module, batch, maps))
+        return probability_maps(self.module(batch).float(), maps)
 
     def postprocessor(self) -> NucleiObjects:
         classes = tuple(self.spec.path_class(i) for i in range(len(self.spec.classes)))
-        return NucleiObjects(dict(self.options), classes, tuple(self.spec.class_names))
+        return NucleiObjects(dict(self.options), classes, tuple(self.spec.class_names), nuclei_maps(self.spec))

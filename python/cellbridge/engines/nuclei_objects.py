@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
 
 @dataclass
 class NucleiObjects:
-    """Objects of one tile from its maps: channel 0 the centre heatmap, 1 the foreground, 2… class probabilities.
+    """Objects of one tile from its maps: channel 0 the centre heatmap, 1 the foreground, 2 the normalised
+    distance when `maps` is 3, then class probabilities.
 
     Picklable; `options` are the engine's (DEFAULTS plus model.json and the caller's), `classes` its classes
     and `class_names` their names as model.json spells them."""
@@ -43,11 +44,14 @@ class NucleiObjects:
     options: dict[str, Any]
     classes: tuple[PathClass, ...]
     class_names: tuple[str, ...]
+    maps: int = 2
 
     def __call__(self, raw: np.ndarray, rgb: np.ndarray, tile: Tile) -> list[PathObject]:
         options = self.options
         raw = raw.astype(np.float32)
-        labels, scores = segment_nuclei(raw[0], raw[1] if options["foreground"] == "model" else None, rgb, options)
+        distance = raw[2] if self.maps > 2 else None
+        labels, scores = segment_nuclei(raw[0], raw[1] if options["foreground"] == "model" else None, rgb, options,
+                                        distance)
         if labels.max() == 0:
             return []
         nuclei = label_polygons(labels, min_area=int(options["min_area"]))
@@ -55,7 +59,7 @@ class NucleiObjects:
         if options["cell_expansion_px"] > 0:
             grown = expand_labels(labels, distance=float(options["cell_expansion_px"]))
             cells = label_polygons(grown)
-        class_probs = _mean_per_label(raw[2:], labels) if raw.shape[0] > 2 else None
+        class_probs = _mean_per_label(raw[self.maps:], labels) if raw.shape[0] > self.maps else None
         objects = []
         for label, polygon in nuclei.items():
             measurements = {SCORE_MEASUREMENT: round(float(scores[label]), 4)}
@@ -76,7 +80,7 @@ class NucleiObjects:
 
 
 def segment_nuclei(heat: np.ndarray, foreground: np.ndarray | None, rgb: np.ndarray,
-                   options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+                   options: dict[str, Any], distance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Label image of nuclei and each label's peak score (index = label; 0 unused).
 
     Peaks of the heatmap above `peak_threshold`, at least `min_distance` apart, are the seeds; the watershed of
@@ -95,13 +99,13 @@ def segment_nuclei(heat: np.ndarray, foreground: np.ndarray | None, rgb: np.ndar
         return markers, np.zeros(1, np.float32)
     markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
     mask[peaks[:, 0], peaks[:, 1]] = True  # a confident centre is a nucleus even where the mask missed it
-    labels = watershed(-heat, markers, mask=mask)
+    labels = watershed(-heat if distance is None else -distance, markers, mask=mask)
     scores = np.concatenate([[0.0], heat[peaks[:, 0], peaks[:, 1]]]).astype(np.float32)
     return labels, scores
 
 
 def otsu_hematoxylin_foreground(rgb: np.ndarray) -> np.ndarray:
-    """Seed 002's foreground: Otsu threshold on the hematoxylin channel of a colour deconvolution."""
+    """The classical foreground: Otsu threshold on the hematoxylin channel of a colour deconvolution."""
     hematoxylin = rgb2hed(rgb)[..., 0]
     if np.ptp(hematoxylin) < 1e-6:
         return np.zeros(hematoxylin.shape, bool)

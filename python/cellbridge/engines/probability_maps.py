@@ -6,31 +6,31 @@ import torch
 from torch import nn
 
 
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Sigmoid of channels 0–1 (two binary maps), softmax over the rest (class probabilities, when there are any):
-    the output of the nuclei and distance U-Nets as probabilities."""
-    maps = [torch.sigmoid(logits[:, :2])]
-    if logits.shape[1] > 2:
-        maps.append(torch.softmax(logits[:, 2:], dim=1))
-    return torch.cat(maps, dim=1)
+def probabilities(logits: torch.Tensor, maps: int = 2) -> torch.Tensor:
+    """Sigmoid of the first `maps` channels (binary or [0, 1] maps), softmax over the rest (class probabilities,
+    when there are any): the output of the nuclei and distance U-Nets as probabilities."""
+    out = [torch.sigmoid(logits[:, :maps])]
+    if logits.shape[1] > maps:
+        out.append(torch.softmax(logits[:, maps:], dim=1))
+    return torch.cat(out, dim=1)
 
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, up-down, both
 
 
-def flip_averaged_probabilities(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+def flip_averaged_probabilities(module: nn.Module, batch: torch.Tensor, maps: int = 2) -> torch.Tensor:
     """Test-time augmentation: the probabilities of the four flips of `batch`, flipped back and averaged. The
     flips form a group, so an input that is its own mirror image gets a mirror-symmetric output."""
     total = torch.zeros(())
     for dims in FLIPS:
-        out = probabilities(module(batch.flip(dims) if dims else batch).float())
+        out = probabilities(module(batch.flip(dims) if dims else batch).float(), maps)
         total = total + (out.flip(dims) if dims else out)
     return total / len(FLIPS)
 
 
-def probability_maps(logits: torch.Tensor) -> list:
+def probability_maps(logits: torch.Tensor, maps: int = 2) -> list:
     """Per-tile float16 maps on the CPU (see `probabilities`)."""
-    return to_maps(probabilities(logits))
+    return to_maps(probabilities(logits, maps))
 
 
 def to_maps(probs: torch.Tensor) -> list:

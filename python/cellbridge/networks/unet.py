@@ -1,5 +1,5 @@
 """A small U-Net (configurable depth, width and channels) and the three architectures built on it:
-`unet-nuclei` (centre heatmap + foreground + class logits), `unet-semantic` (background + one output per class)
+`unet-nuclei` (centre heatmap + foreground (+ normalised distance) + class logits), `unet-semantic` (background + one output per class)
 and `unet-distance` (foreground + normalised distance + class logits)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cellbridge.engines.instance import DistanceEngine
-from cellbridge.engines.nuclei import NucleiEngine
+from cellbridge.engines.nuclei import NucleiEngine, nuclei_maps
 from cellbridge.engines.registry import architecture
 from cellbridge.engines.semantic import SemanticEngine
 
@@ -59,24 +59,26 @@ class UNet(nn.Module):
         return self.head(x)[..., :h, :w]
 
 
-def unet_from_spec(spec: ModelSpec, out_channels: int) -> UNet:
-    """The U-Net a package describes: `params` may hold `depth` (default 3) and `width` (default 16), nothing else."""
-    unknown = sorted(set(spec.params) - {"depth", "width"})
+def unet_from_spec(spec: ModelSpec, out_channels: int, extra_params: tuple[str, ...] = ()) -> UNet:
+    """The U-Net a package describes: `params` may hold `depth` (default 3) and `width` (default 16), and the
+    architecture's `extra_params`, nothing else."""
+    allowed = ("depth", "width", *extra_params)
+    unknown = sorted(set(spec.params) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} ({spec.architecture} takes depth, width)")
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} ({spec.architecture} takes {', '.join(allowed)})")
     params = {"depth": 3, "width": 16, **spec.params}
     return UNet(spec.in_channels, out_channels, depth=int(params["depth"]), width=int(params["width"]))
 
 
-def head_channels(n_classes: int) -> int:
-    """Output channels of a nuclei or distance U-Net for `n_classes` classes: two maps (+ class logits when > 1)."""
-    return 2 + (n_classes if n_classes > 1 else 0)
+def head_channels(n_classes: int, maps: int = 2) -> int:
+    """Output channels of a nuclei or distance U-Net for `n_classes` classes: `maps` maps (+ class logits when > 1)."""
+    return maps + (n_classes if n_classes > 1 else 0)
 
 
 @architecture("unet-nuclei", engine=NucleiEngine)
 def build_nuclei_unet(spec: ModelSpec) -> UNet:
-    """The U-Net of a `unet-nuclei` package: centre heatmap, foreground (+ class logits)."""
-    module = unet_from_spec(spec, head_channels(len(spec.classes)))
+    """The U-Net of a `unet-nuclei` package: centre heatmap, foreground (+ normalised distance, + class logits)."""
+    module = unet_from_spec(spec, head_channels(len(spec.classes), nuclei_maps(spec)), extra_params=("distance_map",))
     with torch.no_grad():
         module.head.bias[0] = -4.0  # centres are rare: start the heatmap near 0 (trained weights replace this)
     return module

@@ -44,7 +44,7 @@ def nuclei_augmentation(crop: int | None, seed: int, scale: tuple[float, float] 
                         stain: str = "mild") -> A.Compose:
     """Random rescale (factor in `scale`), crop, flips, rot90, H&E stain / colour jitter, blur and noise.
 
-    `stain`: "mild" (seed 002 + stain) or "strong" (labs, scanners and hematoxylin-only stains: wider HED
+    `stain`: "mild" (moderate stain and colour jitter) or "strong" (labs, scanners and hematoxylin-only stains: wider HED
     intensities, larger hue / saturation shifts, sometimes gray). Albumentations keeps its own random
     generator: `seed` makes a run reproducible (and resumable).
     """
@@ -79,6 +79,7 @@ class Targets:
     classes: np.ndarray   # int64 class index per nucleus pixel, IGNORE elsewhere
     valid: np.ndarray     # uint8: 1 where the loss applies (training area)
     centres: np.ndarray   # (n, 2) x, y
+    distance: np.ndarray  # float32 distance to the nucleus border / its largest, 1 on the medial axis, 0 outside
     outlined: bool = True  # False: centres only (points), so the foreground and classes are not taught
 
 
@@ -98,6 +99,7 @@ def render_targets(record: ImageRecord, class_index: dict[str, int], sigma: floa
     foreground = np.zeros((h, w), np.uint8)
     classes = np.full((h, w), IGNORE, np.int64)
     heat = np.zeros((h, w), np.float32)
+    distance = np.zeros((h, w), np.float32)
     centres = []
     radius = int(np.ceil(3 * sigma))
     outlined = any(ann.geometry is not None and ann.geometry.area > 0 for ann in record.annotations)
@@ -109,6 +111,7 @@ def render_targets(record: ImageRecord, class_index: dict[str, int], sigma: floa
             inside = rasterize(ann.geometry, (h, w))
             foreground[inside] = 1
             classes[inside] = class_index[ann.label]
+            _paint_normalised_distance(distance, inside, ann.geometry.bounds)
             cx, cy = ann.geometry.centroid.x, ann.geometry.centroid.y
         elif ann.point is not None:
             cx, cy = ann.point
@@ -127,7 +130,23 @@ def render_targets(record: ImageRecord, class_index: dict[str, int], sigma: floa
         valid = rasterize(record.training_area, (h, w)).astype(np.uint8)
     if edge_ignore:
         valid[:edge_ignore], valid[-edge_ignore:], valid[:, :edge_ignore], valid[:, -edge_ignore:] = 0, 0, 0, 0
-    return Targets(heat, foreground, classes, valid, np.array(centres, float).reshape(-1, 2), outlined)
+    return Targets(heat, foreground, classes, valid, np.array(centres, float).reshape(-1, 2), distance, outlined)
+
+
+def _paint_normalised_distance(distance: np.ndarray, inside: np.ndarray, bounds: tuple[float, ...]) -> None:
+    """Write into `distance`, over the pixels of one nucleus, their distance to its border divided by the largest
+    (the nucleus drawn last wins where outlines overlap, as for the foreground and classes)."""
+    from scipy import ndimage as ndi
+
+    h, w = inside.shape
+    x0, y0 = max(int(bounds[0]) - 1, 0), max(int(bounds[1]) - 1, 0)
+    x1, y1 = min(int(np.ceil(bounds[2])) + 2, w), min(int(np.ceil(bounds[3])) + 2, h)
+    crop = inside[y0:y1, x0:x1]
+    if not crop.any():
+        return
+    edt = ndi.distance_transform_edt(np.pad(crop, 1))[1:-1, 1:-1]  # the crop's edge is not the nucleus border
+    region = distance[y0:y1, x0:x1]
+    region[crop] = (edt / edt.max())[crop]
 
 
 def rescaled_record(record: ImageRecord, factor: float) -> ImageRecord:
@@ -203,7 +222,7 @@ class NucleiDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rgb, record = load_scaled(self.images[i], self.factors.get(self.images[i].name, 1.0))
         t = render_targets(record, self.class_index, self.sigma)
-        masks = [t.heat, t.foreground, t.classes.astype(np.int32), t.valid]
+        masks = [t.heat, t.foreground, t.classes.astype(np.int32), t.valid, t.distance]
         if self.transform is not None:
             out = self.transform(image=rgb, masks=masks)
             rgb, masks = out["image"], out["masks"]
@@ -214,6 +233,7 @@ class NucleiDataset(torch.utils.data.Dataset):
                 "foreground": torch.from_numpy(np.ascontiguousarray(masks[1], np.float32)),
                 "classes": torch.from_numpy(np.ascontiguousarray(masks[2], np.int64)),
                 "valid": torch.from_numpy(np.ascontiguousarray(masks[3], np.float32)),
+                "distance": torch.from_numpy(np.ascontiguousarray(masks[4], np.float32)),
                 "outlined": torch.tensor(float(t.outlined))}
 
 
@@ -235,9 +255,11 @@ def masked_class_loss(logits: torch.Tensor, classes: torch.Tensor, valid: torch.
     return F.cross_entropy(logits, classes, ignore_index=IGNORE)
 
 
-def nuclei_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Heatmap BCE (peaks weighted up) + foreground BCE + class CE on nucleus pixels, all inside `valid`; the
-    foreground and class terms only on outlined images (`outlined`: 1 per image, 0 for points only)."""
+def nuclei_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor],
+                maps: int = 2) -> tuple[torch.Tensor, dict[str, float]]:
+    """Heatmap BCE (peaks weighted up) + foreground BCE (+ normalised distance BCE when `maps` is 3) + class CE on
+    nucleus pixels, all inside `valid`; the foreground, distance and class terms only on outlined images
+    (`outlined`: 1 per image, 0 for points only)."""
     valid = batch["valid"]
     heat_target = batch["heat"]
     weight = valid * (1.0 + 9.0 * heat_target)
@@ -247,7 +269,12 @@ def nuclei_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[t
     fg = (F.binary_cross_entropy_with_logits(logits[:, 1], batch["foreground"], reduction="none") * outlined).sum()
     fg = fg / outlined.sum().clamp(min=1.0)
     total, parts = heat * 4.0 + fg, {"heat": float(heat.item()), "foreground": float(fg.item())}
-    ce = masked_class_loss(logits[:, 2:], batch["classes"], outlined)
+    if maps > 2:
+        dist = F.binary_cross_entropy_with_logits(logits[:, 2], batch["distance"], reduction="none")
+        dist = (dist * outlined).sum() / outlined.sum().clamp(min=1.0)
+        total = total + 2.0 * dist
+        parts["distance"] = float(dist.item())
+    ce = masked_class_loss(logits[:, maps:], batch["classes"], outlined)
     if ce is not None:
         total = total + ce
         parts["class"] = float(ce.item())
@@ -276,6 +303,11 @@ class NucleiTask:
     init: str | None = None                    # model package whose matching weights start the training
     postprocessing: dict[str, Any] = field(default_factory=dict)  # model.json postprocessing overrides
     factors: dict[str, float] = field(default_factory=dict)  # image name → resize to the model's pixel size
+
+    @property
+    def maps(self) -> int:
+        """Maps before the class logits (see `cellbridge.engines.nuclei.nuclei_maps`)."""
+        return 3 if self.params.get("distance_map") else 2
 
     @property
     def in_channels(self) -> int:
@@ -309,7 +341,7 @@ class NucleiTask:
     def loss(self, module: torch.nn.Module, batch: dict[str, torch.Tensor],
              device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        return nuclei_loss(module(batch["image"]), batch)
+        return nuclei_loss(module(batch["image"]), batch, self.maps)
 
     def validate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
         """Keypoint F1 at 4 px, instance F1 / mean IoU at IoU 0.5 and panoptic quality (the score: it rewards
@@ -325,10 +357,10 @@ class NucleiTask:
         for i in range(len(data)):
             item = data[i]
             logits = module(item["image"][None].to(device)).float()
-            heat, fg = torch.sigmoid(logits[0, :2]).cpu().numpy()
+            maps = torch.sigmoid(logits[0, :self.maps]).cpu().numpy()
             record = rescaled_record(self.val_images[i], self.factors.get(self.val_images[i].name, 1.0))
             targets = render_targets(record, data.class_index, self.sigma)
-            labels, _ = segment_nuclei(heat, fg, None, options)
+            labels, _ = segment_nuclei(maps[0], maps[1], None, options, maps[2] if self.maps > 2 else None)
             valid = item["valid"].numpy() > 0.5
             score = keypoint_f1(_in_mask(_label_centres(labels), valid), _in_mask(targets.centres, valid), 4.0)
             point_scores.append(score)
@@ -392,6 +424,11 @@ def _load_matching(module: torch.nn.Module, model: str) -> None:
     matching = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
     if not matching:
         raise DatasetError(f"--init {model}: no weights match this model's architecture")
+    for key in ("head.weight", "head.bias"):  # a head with other outputs: keep the heatmap and foreground rows
+        if key in source and key in target and key not in matching and source[key].shape[1:] == target[key].shape[1:]:
+            head = target[key].clone()
+            head[:2] = source[key][:2]
+            matching[key] = head
     module.load_state_dict(matching, strict=False)
 
 
