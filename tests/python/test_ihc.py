@@ -531,3 +531,20 @@ def test_he_measurements_and_class_probabilities_are_dropped_for_ihc() -> None:
     obj = PathObject(box(0, 0, 4, 4), measurements={**kept, **dropped})
     without_he_outputs([obj])
     assert obj.measurements == kept
+
+
+def test_default_model_keeps_positive_percent_at_the_truth_next_to_stained_cytoplasm() -> None:
+    """End to end, no flags but the stain: the default nucleus model finds the nuclei of generated IHC whose
+    cytoplasm and stroma carry DAB, and the positive % stays within 3 points of the truth (the outlines it draws
+    include no brown cytoplasm that would turn negatives positive, and positive nuclei inside brown cytoplasm
+    are not missed wholesale)."""
+    from cellbridge import RunOptions, detect
+
+    scene = build_scene(STAINED_CYTOPLASM)
+    image = render_region(scene, 0, 0, 640, 640)
+    objects = detect(ArraySlide(image, mpp=STAINED_CYTOPLASM.mpp),
+                     options=RunOptions(stain="ihc-dab", tissue=False, device="cpu"))
+    truth = ihc_scores(scene)
+    assert abs(len(objects) - len(scene)) <= 0.1 * len(scene)
+    positive = 100 * np.mean([o.class_name != "Negative" for o in objects])
+    assert abs(positive - truth["positive_percent"]) <= 3.0, (positive, truth["positive_percent"])

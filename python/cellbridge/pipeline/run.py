@@ -8,6 +8,7 @@ objects are never held in memory.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +43,8 @@ from cellbridge.pipeline.postprocess import (
 )
 from cellbridge.tiling import detect_tissue, plan_tiles
 from cellbridge.tiling.plan import Tile, TilePlan, check_tile_count
+
+log = logging.getLogger(__name__)
 
 
 class Cancelled(CellBridgeError):
@@ -151,10 +154,22 @@ class Pipeline:
             overlap = min(int(engine.object_size) + 8, tile_size // 2 - 1)  # seams need whole objects
         check_tile_count(*slide.dimensions, tile_size=tile_size, overlap=overlap, downsample=downsample, roi=roi,
                          what=f"{slide.path.name} at {scale.note}")
+        if options.stain == "ihc-dab" and options.stain_vectors is None and options.classifier is None:
+            options = options.with_changes(stain_vectors=self.slide_stains(slide, options))
         tissue = detect_tissue(slide) if options.tissue else None
         tiles = plan_tiles(*slide.dimensions, tile_size=tile_size, overlap=overlap, downsample=downsample,
                            roi=roi, tissue=tissue)
         return RunPlan(options, scale, downsample, engine, tiles)
+
+    @staticmethod
+    def slide_stains(slide: Slide, options: RunOptions) -> Any:
+        """The stain vectors an IHC run scores `slide` with (`options.stains`: estimated, default or given),
+        their source logged."""
+        from cellbridge.ihc import stains_for_slide
+
+        stains, note = stains_for_slide(options.stains, slide)
+        log.info("%s: stain vectors %s", slide.path.name, note)
+        return stains
 
     def plan(self, slide: Slide, roi: BaseGeometry | None = None,
              options: RunOptions | None = None) -> tuple[TilePlan, float, Scale]:

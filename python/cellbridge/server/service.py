@@ -249,12 +249,6 @@ class CellBridgeService:
             if job.slide is None:
                 job.slide = job.request.open()
             slide = job.slide
-            if options.stain == "ihc-dab":
-                from cellbridge.ihc import stains_for_slide
-                job.message = "estimating stain vectors"
-                stains, note = stains_for_slide(options.stains, slide)
-                options = options.with_changes(stain_vectors=stains)
-                log.info("job %s: %s", job.id, note)
             if job.cancel_requested.is_set():  # between the long steps, not only between tiles
                 raise Cancelled("run cancelled")
 
