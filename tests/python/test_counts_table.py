@@ -54,7 +54,8 @@ def test_the_server_puts_rows_into_the_table_under_its_lock(tmp_path: Path) -> N
     ({"image": 7}, "'image' must be text"),
     ({"colour": "red"}, "unknown counts row field(s): colour"),
 ])
-def test_a_bad_row_is_one_clear_error_and_the_table_is_untouched(tmp_path: Path, change: dict, message: str) -> None:
+def test_a_bad_row_is_one_clear_error_and_the_table_is_untouched(tmp_path: Path, change: dict,
+                                                                  message: str) -> None:
     service = CellBridgeService(device="cpu")
     csv = tmp_path / "counts.csv"
     csv.write_bytes((FIXTURE / "counts.csv").read_bytes())

@@ -61,17 +61,16 @@ class CountsRow:
                 raise CountsTableError(f"counts row field {name!r} must be text, got {value!r}")
             text[name] = value or ""
         if text["status"] not in STATUSES:
-            raise CountsTableError(f"counts row status must be one of {', '.join(STATUSES)}, got {text['status']!r}")
+            raise CountsTableError(f"counts row status must be one of {', '.join(STATUSES)}, "
+                                   f"got {text['status']!r}")
         seconds = data.get("seconds")
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
                                     or not math.isfinite(seconds) or seconds < 0):
             raise CountsTableError(f"counts row field 'seconds' must be a number ≥ 0, got {seconds!r}")
         counts = data.get("counts") or {}
-        if not isinstance(counts, dict) or not all(
-                isinstance(k, str) and k and k not in FIXED_COLUMNS and isinstance(v, int) and not isinstance(v, bool)
-                and v >= 0 for k, v in counts.items()):
-            raise CountsTableError("counts row field 'counts' must map class names (not a fixed column's name) to "
-                                   f"whole numbers ≥ 0, got {counts!r}")
+        if not isinstance(counts, dict) or not all(_is_class_count(k, v) for k, v in counts.items()):
+            raise CountsTableError("counts row field 'counts' must map class names (not a fixed column's name) "
+                                   f"to whole numbers ≥ 0, got {counts!r}")
         return cls(**text, seconds=None if seconds is None else float(seconds), counts=dict(counts))
 
     def to_json(self) -> dict[str, Any]:
@@ -160,9 +159,9 @@ class CountsTableError(CellBridgeError):
 
 
 class SharedCountsTable:
-    """The counts table on disk, shared by everything writing into it (batches into the same folder, the QuPath
-    scripts through the server): every change is read, merged and written under a file lock, so concurrent writers
-    keep each other's rows."""
+    """The counts table on disk, shared by everything writing into it (batches into the same folder, the
+    QuPath scripts through the server): every change is read, merged and written under a file lock, so
+    concurrent writers keep each other's rows."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         from filelock import FileLock
@@ -189,6 +188,11 @@ class SharedCountsTable:
             table = CountsTable.read(self.path)
             table.arrange(keys)
             table.write(self.path)
+
+
+def _is_class_count(name: object, count: object) -> bool:
+    return isinstance(name, str) and bool(name) and name not in FIXED_COLUMNS and isinstance(count, int) \
+        and not isinstance(count, bool) and count >= 0
 
 
 def _row_of(record: dict, where: str) -> CountsRow:

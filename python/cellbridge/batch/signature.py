@@ -1,6 +1,6 @@
-"""The run signature: a short fingerprint of everything that changes the objects a run gives an image (the model's
-name, version and weights, its task, and the effective result-changing options), not how the run is done (device,
-batch size, how the pixels travel). It decides what a batch may skip.
+"""The run signature: a short fingerprint of everything that changes the objects a run gives an image (the
+model's name, version and weights, its task, and the effective result-changing options), not how the run is done
+(device, batch size, how the pixels travel). It decides what a batch may skip.
 
 One owner for every caller: `cellbridge batch` (the sidecars and the counts table), `--write-to-project` and the
 QuPath extension, which asks the server (`CellBridgeService.signature`) instead of hashing anything itself.
@@ -22,7 +22,8 @@ from cellbridge.pipeline.options import RunOptions
 DEFAULTS = RunOptions()
 
 
-def run_parameters(model: str, run: RunOptions, spec: Any = None, model_dir: Path | None = None) -> dict[str, Any]:
+def run_parameters(model: str, run: RunOptions, spec: Any = None,
+                   model_dir: Path | None = None) -> dict[str, Any]:
     """Everything that changes the objects an image gets: the model's identity and the effective options (the
     model's own tile size and overlap where the run leaves them unset). `spec` and `model_dir` (the model's
     `ModelSpec` and folder) are looked up from `model` when not given.
@@ -44,7 +45,7 @@ def run_parameters(model: str, run: RunOptions, spec: Any = None, model_dir: Pat
         "cellExpansion": float(run.cell_expansion),
         "threshold": run.threshold,
         "tissue": bool(run.tissue),
-        "pixelSize": run.pixel_size,  # None: the file's, else estimated from the nuclei (see the sidecar's scale)
+        "pixelSize": run.pixel_size,  # None: the file's, else estimated (see the sidecar's scale)
     }
     if run.tta != DEFAULTS.tta:
         parameters["tta"] = run.tta
@@ -62,8 +63,8 @@ def signature_of(parameters: dict[str, Any]) -> str:
 
 
 def _file_digest(path: Path) -> str | None:
-    """The first 16 hex digits of a file's SHA-256 (None when it does not exist); read again only when the file's
-    size or modification time changed."""
+    """The first 16 hex digits of a file's SHA-256 (None when it does not exist); read again only when the
+    file's size or modification time changed."""
     try:
         stat = path.stat()
     except OSError:

@@ -25,7 +25,8 @@ from cellbridge.errors import CellBridgeError
 from cellbridge.io.qupath_geojson import objects_to_json
 from cellbridge.io.slides import Slide
 from cellbridge.objects import PathObject
-from cellbridge.server.requests import PROTOCOL_VERSION, JobRequest, RequestError, parse_request, parse_run_request
+from cellbridge.server.requests import (PROTOCOL_VERSION, JobRequest, RequestError, parse_request,
+                                        parse_run_request)
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,8 @@ class CellBridgeService:
             path.parent.mkdir(parents=True, exist_ok=True)
             SharedCountsTable(path).put([row])
         except OSError as error:
-            raise CountsTableError(f"{path}: cannot write the counts table ({error.strerror or error})") from None
+            reason = error.strerror or error
+            raise CountsTableError(f"{path}: cannot write the counts table ({reason})") from None
         return True
 
     @envelope
