@@ -65,8 +65,8 @@ public final class ProjectBatch {
      * @throws CellBridgeException naming the image when it fails (after its row was written)
      */
     public static CountsRow runImage(CellBridge cellbridge, Project<BufferedImage> project,
-                                           ProjectImageEntry<BufferedImage> entry,
-                                           ImageData<BufferedImage> imageData, String csvPath) {
+                                     ProjectImageEntry<BufferedImage> entry, ImageData<BufferedImage> imageData,
+                                     String csvPath) {
         if (imageData == null)
             throw new CellBridgeException("no image is open");
         String projectName = project == null ? "" : projectName(project);
@@ -140,7 +140,7 @@ public final class ProjectBatch {
     }
 
     private static CountsRow runEntry(CellBridge cellbridge, Project<BufferedImage> project, String projectName,
-                                            ProjectImageEntry<BufferedImage> entry, String signature, String model) {
+                                      ProjectImageEntry<BufferedImage> entry, String signature, String model) {
         String image = entry.getImageName();
         String id = entry.getID();
         try {
