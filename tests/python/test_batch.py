@@ -13,7 +13,9 @@ import pytest
 from cellbridge.batch import BatchOptions, CountsRow, CountsTable, read_project, run_batch
 from cellbridge.pipeline.options import RunOptions
 from cellbridge.batch.projects import ProjectError, uri_to_path
-from cellbridge.batch.runner import BatchCancelled, output_paths, run_parameters, signature_of
+from cellbridge.batch.runner import BatchCancelled, output_paths
+from cellbridge.batch.signature import run_parameters, signature_of
+from cellbridge.server.service import CellBridgeService
 from cellbridge.cli import batch as batch_cli
 from cellbridge.cli import classify as classify_cli
 from cellbridge.io.qupath_geojson import read_objects
@@ -209,7 +211,11 @@ def test_batch_writes_geojson_and_counts_and_resumes(tmp_path: Path, slides: lis
     assert [r["status"] for r in read_csv(out / "counts.csv")] == ["skipped", "done", "done"]
     # other parameters give another signature
     other = BatchOptions(MODEL, out, RunOptions(tile_size=SIZE, tissue=False))
-    assert signature_of(run_parameters(other, *model_of(MODEL))) != summary.signature
+    assert signature_of(run_parameters(other.model, other.run, *model_of(MODEL))) != summary.signature
+    # the server signs the same run (as QuPath asks for it) with the batch's signature
+    request = {"task": "nuclei", "model": MODEL, "options": {"tileSize": SIZE, "device": "cuda", "batchSize": 8}}
+    reply = json.loads(CellBridgeService(device="cpu").signature(json.dumps(request)))
+    assert reply == {"ok": True, "value": summary.signature}
 
 
 def test_a_slide_changed_between_runs_is_redone(tmp_path: Path) -> None:

@@ -1,24 +1,29 @@
-"""The batch summary table: one CSV row per image with its object counts per class, rewritten atomically.
+"""The counts table: one CSV row per image with its object counts per class, rewritten atomically. Its format is
+defined in docs/protocol.md ("The counts table") and pinned by tests/fixtures/counts-table.csv.
 
 Columns: `project, image, image_id, status, objects, model, signature, seconds, error`, then one column per class
 name (sorted; empty where an image has none of that class). `status` is `done` (run now), `skipped` (already done
-with the same model and parameters) or `failed` (`error` says why). The QuPath Groovy scripts write the same
-columns (`qupath.ext.cellbridge.bridge.CountsTable`).
+with the same model and parameters) or `failed` (`error` says why). This module is the only writer: `cellbridge
+batch` uses it directly, and the QuPath Groovy scripts send their rows to the server (`putCountsRow`), which puts
+them into the file with `SharedCountsTable`.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.atomic import atomic_write
 
 FIXED_COLUMNS = ("project", "image", "image_id", "status", "objects", "model", "signature", "seconds", "error")
 STATUSES = ("done", "skipped", "failed")
+_JSON_FIELDS = ("project", "image", "image_id", "status", "model", "signature", "seconds", "error", "counts")
 
 
 @dataclass
@@ -39,6 +44,40 @@ class CountsRow:
     def objects(self) -> int:
         """All objects of the image."""
         return sum(self.counts.values())
+
+    @classmethod
+    def from_json(cls, data: Any) -> CountsRow:
+        """A row from its JSON form (`to_json`; what the QuPath extension sends); a bad field raises
+        `CountsTableError` naming it."""
+        if not isinstance(data, dict):
+            raise CountsTableError("a counts row must be a JSON object")
+        unknown = sorted(set(data) - set(_JSON_FIELDS))
+        if unknown:
+            raise CountsTableError(f"unknown counts row field(s): {', '.join(unknown)}")
+        text = {}
+        for name in ("project", "image", "image_id", "status", "model", "signature", "error"):
+            value = data.get(name)
+            if value is not None and not isinstance(value, str):
+                raise CountsTableError(f"counts row field {name!r} must be text, got {value!r}")
+            text[name] = value or ""
+        if text["status"] not in STATUSES:
+            raise CountsTableError(f"counts row status must be one of {', '.join(STATUSES)}, "
+                                   f"got {text['status']!r}")
+        seconds = data.get("seconds")
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                    or not math.isfinite(seconds) or seconds < 0):
+            raise CountsTableError(f"counts row field 'seconds' must be a number ≥ 0, got {seconds!r}")
+        counts = data.get("counts") or {}
+        if not isinstance(counts, dict) or not all(_is_class_count(k, v) for k, v in counts.items()):
+            raise CountsTableError("counts row field 'counts' must map class names (not a fixed column's name) "
+                                   f"to whole numbers ≥ 0, got {counts!r}")
+        return cls(**text, seconds=None if seconds is None else float(seconds), counts=dict(counts))
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as JSON (the fields of `from_json`)."""
+        return {"project": self.project, "image": self.image, "image_id": self.image_id, "status": self.status,
+                "model": self.model, "signature": self.signature, "seconds": self.seconds, "error": self.error,
+                "counts": dict(self.counts)}
 
     @property
     def key(self) -> tuple[str, str]:
@@ -100,7 +139,7 @@ class CountsTable:
             return cls()
         rows = []
         try:
-            with path.open(newline="", encoding="utf-8") as handle:
+            with path.open(newline="", encoding="utf-8-sig") as handle:  # a byte-order mark (Excel) is skipped
                 reader = csv.DictReader(handle)
                 missing = [c for c in FIXED_COLUMNS if c not in (reader.fieldnames or [])]
                 if missing:
@@ -116,7 +155,44 @@ class CountsTable:
 
 
 class CountsTableError(CellBridgeError):
-    """A counts table that cannot be read as one."""
+    """A counts table that cannot be read as one, or a row that cannot be one."""
+
+
+class SharedCountsTable:
+    """The counts table on disk, shared by everything writing into it (batches into the same folder, the
+    QuPath scripts through the server): every change is read, merged and written under a file lock, so
+    concurrent writers keep each other's rows."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from filelock import FileLock
+
+        self.path = Path(path)
+        self._lock = FileLock(str(self.path.with_name(f".{self.path.name}.lock")))
+
+    def check(self) -> None:
+        """Read the table once (raises a clear error when it is not a counts table)."""
+        with self._lock:
+            CountsTable.read(self.path)
+
+    def put(self, rows: list[CountsRow]) -> None:
+        """Add or replace these rows in the file."""
+        with self._lock:
+            table = CountsTable.read(self.path)
+            for row in rows:
+                table.put(row)
+            table.write(self.path)
+
+    def arrange(self, keys: list[tuple[str, str]]) -> None:
+        """Put the rows of `keys` in that order in the file (other batches' rows first, as they were)."""
+        with self._lock:
+            table = CountsTable.read(self.path)
+            table.arrange(keys)
+            table.write(self.path)
+
+
+def _is_class_count(name: object, count: object) -> bool:
+    return isinstance(name, str) and bool(name) and name not in FIXED_COLUMNS and isinstance(count, int) \
+        and not isinstance(count, bool) and count >= 0
 
 
 def _row_of(record: dict, where: str) -> CountsRow:

@@ -26,7 +26,6 @@ row and the batch goes on. The model is loaded once, and only when some image ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -41,8 +40,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from cellbridge.batch.counts import CountsRow, CountsTable
+from cellbridge.batch.counts import CountsRow, SharedCountsTable
 from cellbridge.batch.projects import ProjectError, ProjectImage, QuPathProject, read_project
+from cellbridge.batch.signature import run_parameters, signature_of
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.atomic import atomic_write, remove_leftovers
 from cellbridge.pipeline.options import RunOptions
@@ -149,7 +149,7 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
     spec = read_spec(model_dir)
     if options.run.cell_expansion > 0 and spec.task != "nuclei":
         raise CellBridgeError(f"model {options.model!r} is a {spec.task} model; cell expansion needs a nuclei model")
-    parameters = run_parameters(options, spec, model_dir)
+    parameters = run_parameters(options.model, options.run, spec, model_dir)
     signature = signature_of(parameters)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / options.csv_name
@@ -250,29 +250,6 @@ def _run_here(runner: ImageRunner, tasks: dict[int, ImageTask],
         yield index, runner.run(task)
 
 
-def run_parameters(options: BatchOptions, spec: Any, model_dir: Path) -> dict[str, Any]:
-    """Everything that changes the objects an image gets: the model's identity and the effective parameters."""
-    run = options.run
-    return {
-        "model": options.model,
-        "modelVersion": spec.version,
-        "modelWeights": _file_digest(model_dir / spec.weights),
-        "task": spec.task,
-        "tileSize": run.tile_size or spec.tile_size,
-        "overlap": spec.overlap if run.overlap is None else run.overlap,
-        "cellExpansion": float(run.cell_expansion),
-        "threshold": run.threshold,
-        "tissue": bool(run.tissue),
-        "pixelSize": run.pixel_size,  # None: the file's, else estimated from the nuclei (see the sidecar's scale)
-    }
-
-
-def signature_of(parameters: dict[str, Any]) -> str:
-    """A short, stable fingerprint of run parameters (sorted keys, compact JSON, SHA-256)."""
-    text = json.dumps(parameters, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def output_paths(folder: Path, image: ProjectImage) -> tuple[Path, Path]:
     """The GeoJSON and sidecar of an image: `<entryID>-<safe image name>` in the project's output folder."""
     stem = _output_stem(image.name, image.entry_id)
@@ -294,37 +271,6 @@ def _check_unique_outputs(tasks: Iterable[ImageTask]) -> None:
             raise CellBridgeError(f"{other.path or other.name} and {task.image.path or task.image.name} would both "
                                   f"be written to {output_paths(task.folder, task.image)[0]}")
         seen[geojson] = task
-
-
-class SharedCountsTable:
-    """The counts table on disk, shared with other batches writing into the same folder: every change is read,
-    merged and written under a file lock, so concurrent batches keep each other's rows."""
-
-    def __init__(self, path: Path) -> None:
-        from filelock import FileLock
-
-        self.path = path
-        self._lock = FileLock(str(path.with_name(f".{path.name}.lock")))
-
-    def check(self) -> None:
-        """Read the table once (raises a clear error when it is not a counts table)."""
-        with self._lock:
-            CountsTable.read(self.path)
-
-    def put(self, rows: list[CountsRow]) -> None:
-        """Add or replace these rows in the file."""
-        with self._lock:
-            table = CountsTable.read(self.path)
-            for row in rows:
-                table.put(row)
-            table.write(self.path)
-
-    def arrange(self, keys: list[tuple[str, str]]) -> None:
-        """Put the rows of `keys` in that order in the file (other batches' rows first, as they were)."""
-        with self._lock:
-            table = CountsTable.read(self.path)
-            table.arrange(keys)
-            table.write(self.path)
 
 
 class ImageRunner:
@@ -507,16 +453,6 @@ def _row(outcome: ImageOutcome, model: str, signature: str) -> CountsRow:
 def _file_stamp(path: Path) -> dict[str, int]:
     stat = path.stat()
     return {"size": stat.st_size, "mtimeNs": stat.st_mtime_ns}
-
-
-def _file_digest(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def _describe(error: BaseException) -> str:

@@ -65,8 +65,52 @@ class JobRequest:
         return mosaic_slide(self.tiles, self.image_size, self.pixel_size)
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """What a request asks to run, without the image: the task, the model and the checked options."""
+
+    task: str
+    model: str
+    options: RunOptions
+    given: frozenset[str]  # the option keys the request set
+
+
 def parse_request(text: str) -> JobRequest:
     """Parse request JSON into a `JobRequest`, or raise RequestError naming the problem."""
+    data = _load(text)
+    task, model = _task_and_model(data)
+    image = data.get("image")
+    if not isinstance(image, dict):
+        raise RequestError("the request needs 'image': {\"path\": ...} or {\"width\", \"height\"} with 'tiles'")
+    options, given = _options(data, image)
+    path, size, tiles = None, None, []
+    if "tiles" in data:
+        size = (_integer(image.get("width"), "image.width", MAX_IMAGE_SIDE),
+                _integer(image.get("height"), "image.height", MAX_IMAGE_SIDE))
+        tiles = _tiles(data["tiles"])
+    else:
+        path = image.get("path")
+        if not isinstance(path, str) or not path:
+            raise RequestError("'image.path' must be the slide's file path (or send 'tiles')")
+        if len(path) > MAX_NAME_CHARS or "\0" in path:
+            raise RequestError(f"'image.path' is not a file path ({len(path):,} characters)")
+    region = _region(data.get("region"), data.get("roi"))
+    return JobRequest(task, model, path, options.pixel_size, size, tiles, region, options, given)
+
+
+def parse_run_request(text: str) -> RunRequest:
+    """Parse the run part of request JSON (as for `parse_request`, but 'image' may be left out: only its
+    'pixelSize' counts), or raise RequestError naming the problem."""
+    data = _load(text)
+    task, model = _task_and_model(data)
+    image = data.get("image", {})
+    if not isinstance(image, dict):
+        raise RequestError("'image' must be an object")
+    return RunRequest(task, model, *_options(data, image))
+
+
+def _load(text: str) -> dict[str, Any]:
+    """The request's JSON object, with its fields and protocol version checked."""
     if isinstance(text, str) and len(text) > MAX_REQUEST_CHARS:
         raise RequestError(f"the request has {len(text):,} characters; at most {MAX_REQUEST_CHARS:,} are accepted "
                            "(send fewer or smaller tiles per request)")
@@ -84,6 +128,10 @@ def parse_request(text: str) -> JobRequest:
     version = data.get("protocol", PROTOCOL_VERSION)
     if version != PROTOCOL_VERSION:
         raise RequestError(f"unsupported protocol version {version!r}; this server speaks {PROTOCOL_VERSION}")
+    return data
+
+
+def _task_and_model(data: dict[str, Any]) -> tuple[str, str]:
     task = data.get("task")
     if task not in TASKS:
         raise RequestError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -92,27 +140,16 @@ def parse_request(text: str) -> JobRequest:
         raise RequestError("the request needs 'model': a model name or folder")
     if len(model) > MAX_NAME_CHARS or "\0" in model:
         raise RequestError(f"'model' is not a model name or folder ({len(model):,} characters)")
-    image = data.get("image")
-    if not isinstance(image, dict):
-        raise RequestError("the request needs 'image': {\"path\": ...} or {\"width\", \"height\"} with 'tiles'")
+    return task, model
+
+
+def _options(data: dict[str, Any], image: dict[str, Any]) -> tuple[RunOptions, frozenset[str]]:
     try:
         options = RunOptions.from_request(data.get("options", {}), image.get("pixelSize"))
     except OptionError as error:
         raise RequestError(str(error)) from None
-    path, size, tiles = None, None, []
-    if "tiles" in data:
-        size = (_integer(image.get("width"), "image.width", MAX_IMAGE_SIDE),
-                _integer(image.get("height"), "image.height", MAX_IMAGE_SIDE))
-        tiles = _tiles(data["tiles"])
-    else:
-        path = image.get("path")
-        if not isinstance(path, str) or not path:
-            raise RequestError("'image.path' must be the slide's file path (or send 'tiles')")
-        if len(path) > MAX_NAME_CHARS or "\0" in path:
-            raise RequestError(f"'image.path' is not a file path ({len(path):,} characters)")
-    region = _region(data.get("region"), data.get("roi"))
     given = frozenset(k for k, v in data.get("options", {}).items() if v is not None)
-    return JobRequest(task, model, path, options.pixel_size, size, tiles, region, options, given)
+    return options, given
 
 
 def _optional_number(value: Any, name: str, positive: bool = False) -> float | None:

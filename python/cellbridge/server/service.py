@@ -17,6 +17,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cellbridge import __version__
@@ -24,7 +25,8 @@ from cellbridge.errors import CellBridgeError
 from cellbridge.io.qupath_geojson import objects_to_json
 from cellbridge.io.slides import Slide
 from cellbridge.objects import PathObject
-from cellbridge.server.requests import PROTOCOL_VERSION, JobRequest, RequestError, parse_request
+from cellbridge.server.requests import (PROTOCOL_VERSION, JobRequest, RequestError, parse_request,
+                                        parse_run_request)
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,41 @@ class CellBridgeService:
         self.jobs[job.id] = job
         self.queue.put(job)
         return job.id
+
+    @envelope
+    def signature(self, request_json: str) -> str:
+        """The run signature of a request (`cellbridge.batch.signature`, as `cellbridge batch` computes it): the
+        request as for `submit`, its image optional (only `image.pixelSize` counts); the model is not loaded."""
+        from cellbridge.batch.signature import run_parameters, signature_of
+        from cellbridge.models.package import read_spec, resolve_model_dir
+
+        run = parse_run_request(request_json)
+        model_dir = resolve_model_dir(run.model)
+        spec = read_spec(model_dir)
+        if run.task != spec.task:
+            raise RequestError(f"model {run.model!r} is a {spec.task} model, not a {run.task} model")
+        return signature_of(run_parameters(run.model, run.options, spec, model_dir))
+
+    @envelope
+    def putCountsRow(self, csv_path: str, row_json: str) -> bool:  # noqa: N802 (Java interface name)
+        """Add or replace one image's row in a counts table (`cellbridge.batch.counts`; created when missing),
+        under the table's file lock, written whole (temporary file + rename)."""
+        from cellbridge.batch.counts import CountsRow, CountsTableError, SharedCountsTable
+
+        if not isinstance(csv_path, str) or not csv_path or "\0" in csv_path:
+            raise RequestError(f"the counts table must be a file path, got {csv_path!r}")
+        try:
+            row = CountsRow.from_json(json.loads(row_json))
+        except (TypeError, json.JSONDecodeError) as error:
+            raise RequestError(f"the counts row is not valid JSON ({error})") from None
+        path = Path(csv_path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            SharedCountsTable(path).put([row])
+        except OSError as error:
+            reason = error.strerror or error
+            raise CountsTableError(f"{path}: cannot write the counts table ({reason})") from None
+        return True
 
     @envelope
     def status(self, job_id: str) -> dict[str, Any]:

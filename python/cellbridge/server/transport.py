@@ -24,7 +24,8 @@ from cellbridge.server.requests import MAX_REQUEST_CHARS
 log = logging.getLogger(__name__)
 
 JAVA_INTERFACE = "qupath.ext.cellbridge.bridge.CellBridgeService"
-INTERFACE_METHODS = ("ping", "version", "listModels", "submit", "status", "cancel", "resultChunk", "shutdown")
+INTERFACE_METHODS = ("ping", "version", "listModels", "signature", "putCountsRow", "submit", "status", "cancel",
+                     "resultChunk", "shutdown")
 AUTH_SECONDS = 10.0
 AUTH_LINE_BYTES = 4096
 AUTH_LINES = 3                                 # "A", the token, "e"

@@ -114,7 +114,7 @@ public final class CellBridge {
      * What a run found, before it is put into the hierarchy.
      *
      * @param objects new objects per parent, in the order the parents were given
-     * @param signature the run's signature ({@link RunSettings#signature})
+     * @param signature the run's signature ({@link CellBridgeClient#signature})
      * @param seconds time taken
      */
     public record Detections(Map<PathObject, List<PathObject>> objects, String signature, double seconds) {
@@ -184,7 +184,7 @@ public final class CellBridge {
         ModelInfo model = ModelInfo.find(client.listModels(), settings.model()).orElse(null);
         if (model == null)
             logger.info("Model {} is not one of the server's named models; using it as a folder", settings.model());
-        String signature = settings.signature(model == null ? null : model.version());
+        String signature = client.signature(settings, model == null ? null : model.task());
         Map<PathObject, List<PathObject>> found = new LinkedHashMap<>();
         int n = targets.size();
         for (int i = 0; i < n; i++) {
@@ -276,12 +276,18 @@ public final class CellBridge {
     }
 
     /**
-     * The signature of this run with the server's model (starts the server if needed).
-     * @return 16 hex digits that change with the model, its version and the result-changing parameters
+     * The signature the server gives this run (starts the server if needed; {@link CellBridgeClient#signature}).
+     * @return 16 hex digits that change with the model, its version and weights, and the result-changing options
      */
     public String signature() {
-        return settings.signature(ModelInfo.find(server.get().listModels(), settings.model()).map(ModelInfo::version)
+        CellBridgeClient client = client();
+        return client.signature(settings, ModelInfo.find(client.listModels(), settings.model()).map(ModelInfo::task)
                 .orElse(null));
+    }
+
+    /** @return the server this instance runs on (the extension's shared one is started if needed) */
+    public CellBridgeClient client() {
+        return server.get();
     }
 
     // ----------------------------------------------------------------------------------------- static helpers

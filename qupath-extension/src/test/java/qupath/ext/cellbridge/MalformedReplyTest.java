@@ -66,6 +66,16 @@ class MalformedReplyTest {
         }
 
         @Override
+        public String signature(String requestJson) {
+            return ok("\"0123456789abcdef\"");
+        }
+
+        @Override
+        public String putCountsRow(String csvPath, String rowJson) {
+            return ok("true");
+        }
+
+        @Override
         public String status(String jobId) {
             return ok("{\"state\": \"done\", \"progress\": 1, \"message\": \"\", \"objects\": 1, \"chunks\": 1}");
         }

@@ -2,6 +2,7 @@ package qupath.ext.cellbridge.bridge;
 
 import com.google.gson.JsonElement;
 
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -105,6 +106,32 @@ public final class CellBridgeClient {
      */
     public String submit(String requestJson) {
         return text(call("submit()", s -> s.submit(requestJson)));
+    }
+
+    /**
+     * The run signature the server gives a run (model, its version and weights, task and the options that change
+     * the objects), to tell whether an image was already done with the same model and parameters.
+     * @param settings the run
+     * @param modelTask the model's own task, used when the settings name none (may be null)
+     * @return 16 hex digits
+     * @throws CellBridgeException with the server's message if it refuses the run (unknown model, wrong task, ...)
+     */
+    public String signature(RunSettings settings, String modelTask) {
+        String request = settings.runRequestJson(modelTask);
+        return text(call("signature()", s -> s.signature(request)));
+    }
+
+    /**
+     * Add or replace one image's row in a counts table (the server writes it: docs/protocol.md, "The counts
+     * table").
+     * @param csv the counts table (created with its folder when missing)
+     * @param row the image's row
+     * @throws CellBridgeException if the file is not a counts table or cannot be written
+     */
+    public void putCountsRow(Path csv, CountsRow row) {
+        String path = csv.toAbsolutePath().toString();
+        String json = row.toJson();
+        call("putCountsRow()", s -> s.putCountsRow(path, json));
     }
 
     /**

@@ -21,6 +21,19 @@ public interface CellBridgeService {
     /** Envelope with the new job's id as value. */
     String submit(String requestJson);
 
+    /**
+     * Envelope with the run signature of a request as value (16 hex digits): the request as for {@link #submit},
+     * its image optional (only {@code image.pixelSize} counts); the same signature {@code cellbridge batch} gives
+     * the same model and options.
+     */
+    String signature(String requestJson);
+
+    /**
+     * Envelope with value {@code true} once one image's row is in the counts table at {@code csvPath} (added, or
+     * replacing the row of the same project and image; the file is created when missing, and written whole).
+     */
+    String putCountsRow(String csvPath, String rowJson);
+
     /** Envelope with value {@code {"state","progress","message","objects","chunks"}}. */
     String status(String jobId);
 

@@ -1,18 +1,13 @@
 package qupath.ext.cellbridge.bridge;
 
-import com.google.gson.GsonBuilder;
+import com.google.gson.JsonObject;
 
-import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.Arrays;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
-import java.util.TreeMap;
 import java.util.stream.Collectors;
 
 /**
@@ -168,35 +163,23 @@ public record RunSettings(String model, JobRequest.Task task, String device, Int
     }
 
     /**
-     * A short fingerprint of what changes the objects a run produces (model and version, task, tiling, cell
-     * expansion, threshold, tissue, pixel size; not the device, batch size or how pixels travel), to tell whether
-     * an image was already done with the same model and parameters.
-     * @param modelVersion the model's version ({@link ModelInfo#version()}), or null if unknown
-     * @return 16 hex digits
+     * The run part of a request, without an image (what {@link CellBridgeClient#signature} sends): protocol, task,
+     * model, the options that are set, and {@code image.pixelSize} when the settings override the image's.
+     * @param modelTask the model's own task, used when {@link #task()} is null (may be null)
+     * @return the request JSON
      */
-    public String signature(String modelVersion) {
-        Map<String, Object> map = new TreeMap<>();
-        map.put("model", model);
-        map.put("modelVersion", modelVersion);
-        map.put("task", task == null ? null : task.protocolName());
-        map.put("tileSize", tileSize);
-        map.put("overlap", overlap);
-        map.put("cellExpansion", cellExpansion == null ? 0.0 : cellExpansion);
-        map.put("threshold", threshold);
-        map.put("tissue", tissue == null || tissue);
-        map.put("pixelSize", pixelSize);
-        if (stain != null && !stain.equals("he")) {  // runs without IHC scoring keep their earlier signatures
-            map.put("stain", stain);
-            map.put("stainVectors", stainVectors);
-            map.put("positivity", positivity);
+    public String runRequestJson(String modelTask) {
+        JsonObject json = new JsonObject();
+        json.addProperty("protocol", JobRequest.PROTOCOL);
+        json.addProperty("task", resolveTask(modelTask).protocolName());
+        json.addProperty("model", model);
+        if (pixelSize != null) {
+            JsonObject image = new JsonObject();
+            image.addProperty("pixelSize", pixelSize);
+            json.add("image", image);
         }
-        String json = new GsonBuilder().serializeNulls().create().toJson(map);
-        try {
-            byte[] digest = MessageDigest.getInstance("SHA-256").digest(json.getBytes(StandardCharsets.UTF_8));
-            return HexFormat.of().formatHex(digest, 0, 8);
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException("SHA-256 is not available", e);
-        }
+        json.add("options", options().toJson());
+        return json.toString();
     }
 
     /**

@@ -4,7 +4,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import qupath.ext.cellbridge.CellBridge;
 import qupath.ext.cellbridge.bridge.CellBridgeException;
-import qupath.ext.cellbridge.bridge.CountsTable;
+import qupath.ext.cellbridge.bridge.CountsRow;
 import qupath.lib.images.ImageData;
 import qupath.lib.objects.PathObject;
 import qupath.lib.objects.hierarchy.PathObjectHierarchy;
@@ -24,9 +24,15 @@ import java.util.Map;
 
 /**
  * Resumable CellBridge runs over QuPath projects, for the Groovy scripts in {@code scripts/}: each image is run,
- * saved, marked in its project entry's metadata with the run's signature, and written as one row of a counts CSV
- * (the same columns as {@code cellbridge batch}); an image already marked with the same signature (same model,
- * version and parameters) is skipped; a failing image is reported in its row and the batch goes on.
+ * saved, marked in its project entry's metadata with the run's signature, and written as one row of a counts CSV;
+ * an image already marked with the same signature (same model, version, weights and parameters) is skipped; a
+ * failing image is reported in its row and the batch goes on.
+ * <p>
+ * Only what needs QuPath is here (reading and saving project entries, the objects in the hierarchy). What the
+ * Python batch ({@code cellbridge batch}) shares comes from the server: the signature
+ * ({@link qupath.ext.cellbridge.bridge.CellBridgeClient#signature}, the batch's own function) and the counts table
+ * ({@link qupath.ext.cellbridge.bridge.CellBridgeClient#putCountsRow}, written by the batch's own writer under its
+ * file lock), so both write the same table and mark entries with the same signatures.
  * <pre>{@code
  * // in "Run for project" (one image at a time; getProject() etc. are the script editor's default imports):
  * ProjectBatch.runImage(CellBridge.builder("nuclei-brightfield").build(), getProject(), getProjectEntry(),
@@ -44,8 +50,6 @@ public final class ProjectBatch {
     /** The project entry metadata key holding the model of the last CellBridge run on the image. */
     public static final String MODEL_KEY = "cellbridge.model";
 
-    private static final Object CSV_LOCK = new Object();
-
     private ProjectBatch() {
     }
 
@@ -60,22 +64,22 @@ public final class ProjectBatch {
      * @return the image's row
      * @throws CellBridgeException naming the image when it fails (after its row was written)
      */
-    public static CountsTable.Row runImage(CellBridge cellbridge, Project<BufferedImage> project,
-                                           ProjectImageEntry<BufferedImage> entry,
-                                           ImageData<BufferedImage> imageData, String csvPath) {
+    public static CountsRow runImage(CellBridge cellbridge, Project<BufferedImage> project,
+                                     ProjectImageEntry<BufferedImage> entry, ImageData<BufferedImage> imageData,
+                                     String csvPath) {
         if (imageData == null)
             throw new CellBridgeException("no image is open");
         String projectName = project == null ? "" : projectName(project);
         String imageName = entry == null ? imageData.getServer().getMetadata().getName() : entry.getImageName();
         String imageId = entry == null ? imageName : entry.getID();
         String model = cellbridge.settings().model();
-        CountsTable.Row row;
+        CountsRow row;
         try {
             String signature = cellbridge.signature();
             if (entry != null && signature.equals(entry.getMetadata().get(SIGNATURE_KEY))) {
                 logger.info("{}: already done with the same model and parameters ({}); skipped", imageName, signature);
-                row = new CountsTable.Row(projectName, imageName, imageId, CountsTable.SKIPPED, model, signature,
-                        null, "", CellBridge.countDetections(imageData));
+                row = CountsRow.skipped(projectName, imageName, imageId, model, signature,
+                        CellBridge.countDetections(imageData));
             } else {
                 CellBridge.Result result = cellbridge.detectObjects(imageData, parents(imageData.getHierarchy()));
                 if (entry != null) {
@@ -83,16 +87,16 @@ public final class ProjectBatch {
                     if (project != null)
                         project.syncChanges();
                 }
-                row = CountsTable.Row.done(projectName, imageName, imageId, model, signature, result.seconds(),
+                row = CountsRow.done(projectName, imageName, imageId, model, signature, result.seconds(),
                         result.classCounts());
             }
         } catch (IOException | RuntimeException e) {
-            row = CountsTable.Row.failed(projectName, imageName, imageId, model, describe(e));
+            row = CountsRow.failed(projectName, imageName, imageId, model, describe(e));
             logger.error("{}: {}", imageName, row.error());
         }
         if (csvPath != null)
-            updateCsv(Path.of(csvPath), row);
-        if (CountsTable.FAILED.equals(row.status()))
+            putRow(cellbridge, Path.of(csvPath), row);
+        if (CountsRow.FAILED.equals(row.status()))
             throw new CellBridgeException(imageName + ": " + row.error());
         return row;
     }
@@ -104,21 +108,21 @@ public final class ProjectBatch {
      * @param csvPath the counts table to write (one row per image, rewritten after each image)
      * @return the rows of this run, in order
      */
-    public static List<CountsTable.Row> runProjects(CellBridge cellbridge, List<?> projectFiles, String csvPath) {
+    public static List<CountsRow> runProjects(CellBridge cellbridge, List<?> projectFiles, String csvPath) {
         String signature = cellbridge.signature();
         String model = cellbridge.settings().model();
         Path csv = Path.of(csvPath);
-        List<CountsTable.Row> rows = new ArrayList<>();
+        List<CountsRow> rows = new ArrayList<>();
         for (Object given : projectFiles) {
             File file = projectFile(given.toString());
             Project<BufferedImage> project;
             try {
                 project = ProjectIO.loadProject(file, BufferedImage.class);
             } catch (IOException | RuntimeException e) {
-                CountsTable.Row row = CountsTable.Row.failed(file.getParentFile().getName(), "", "", model,
+                CountsRow row = CountsRow.failed(file.getParentFile().getName(), "", "", model,
                         file + ": cannot open the project: " + describe(e));
                 logger.error(row.error());
-                rows.add(updateCsv(csv, row));
+                rows.add(putRow(cellbridge, csv, row));
                 continue;
             }
             String projectName = projectName(project);
@@ -127,22 +131,22 @@ public final class ProjectBatch {
             for (ProjectImageEntry<BufferedImage> entry : entries) {
                 if (Thread.currentThread().isInterrupted())
                     throw new CellBridgeException("interrupted");
-                rows.add(updateCsv(csv, runEntry(cellbridge, project, projectName, entry, signature, model)));
+                rows.add(putRow(cellbridge, csv, runEntry(cellbridge, project, projectName, entry, signature, model)));
             }
         }
-        long failed = rows.stream().filter(r -> CountsTable.FAILED.equals(r.status())).count();
+        long failed = rows.stream().filter(r -> CountsRow.FAILED.equals(r.status())).count();
         logger.info("CellBridge: {} images, {} failed; counts in {}", rows.size(), failed, csv);
         return rows;
     }
 
-    private static CountsTable.Row runEntry(CellBridge cellbridge, Project<BufferedImage> project, String projectName,
-                                            ProjectImageEntry<BufferedImage> entry, String signature, String model) {
+    private static CountsRow runEntry(CellBridge cellbridge, Project<BufferedImage> project, String projectName,
+                                      ProjectImageEntry<BufferedImage> entry, String signature, String model) {
         String image = entry.getImageName();
         String id = entry.getID();
         try {
             if (entry.hasImageData() && signature.equals(entry.getMetadata().get(SIGNATURE_KEY))) {
                 logger.info("{}: already done with the same model and parameters; skipped", image);
-                return new CountsTable.Row(projectName, image, id, CountsTable.SKIPPED, model, signature, null, "",
+                return CountsRow.skipped(projectName, image, id, model, signature,
                         CellBridge.countClasses(entry.readHierarchy().getDetectionObjects()));
             }
             ImageData<BufferedImage> imageData = entry.readImageData();
@@ -153,7 +157,7 @@ public final class ProjectBatch {
                 project.syncChanges();
                 logger.info("{}: {} objects in {} s", image, result.objects(),
                         String.format(Locale.ROOT, "%.1f", result.seconds()));
-                return CountsTable.Row.done(projectName, image, id, model, signature, result.seconds(),
+                return CountsRow.done(projectName, image, id, model, signature, result.seconds(),
                         result.classCounts());
             } finally {
                 try {
@@ -164,7 +168,7 @@ public final class ProjectBatch {
             }
         } catch (IOException | RuntimeException e) {
             logger.error("{}: {}", image, describe(e));
-            return CountsTable.Row.failed(projectName, image, id, model, describe(e));
+            return CountsRow.failed(projectName, image, id, model, describe(e));
         }
     }
 
@@ -212,11 +216,15 @@ public final class ProjectBatch {
         metadata.put(MODEL_KEY, model);
     }
 
-    private static CountsTable.Row updateCsv(Path csv, CountsTable.Row row) {
-        synchronized (CSV_LOCK) {
-            CountsTable table = CountsTable.read(csv);
-            table.put(row);
-            table.write(csv);
+    /** Put a row into the counts table (the server writes it); a failed image's row is only logged when that fails. */
+    private static CountsRow putRow(CellBridge cellbridge, Path csv, CountsRow row) {
+        try {
+            cellbridge.client().putCountsRow(csv, row);
+        } catch (CellBridgeException e) {
+            if (!CountsRow.FAILED.equals(row.status()))
+                throw e;
+            logger.error("{}: cannot add its row to {}: {}", row.image().isEmpty() ? row.project() : row.image(), csv,
+                    e.getMessage());
         }
         return row;
     }

@@ -92,6 +92,22 @@ class CellBridgeClientTest {
         }
 
         @Override
+        public String signature(String requestJson) {
+            calls.add("signature");
+            lastRequest = requestJson;
+            if (requestJson.contains("missing-model"))
+                return error("unknown model 'missing-model'; available: nuclei-he", "ModelError");
+            return ok("\"0123456789abcdef\"");
+        }
+
+        @Override
+        public String putCountsRow(String csvPath, String rowJson) {
+            calls.add("putCountsRow " + csvPath);
+            lastRequest = rowJson;
+            return ok("true");
+        }
+
+        @Override
         public String status(String jobId) {
             calls.add("status " + jobId);
             if (!jobId.equals("job-1"))
@@ -163,6 +179,42 @@ class CellBridgeClientTest {
         assertTrue(client.cancel("job-1"));
         client.shutdown();
         assertEquals(List.of("ping", "version", "listModels", "submit", "cancel job-1", "shutdown"), fake.calls);
+    }
+
+    @Test
+    void signatureSendsTheRunWithoutAnImageAndReturnsTheServersAnswer() {
+        FakeService fake = new FakeService();
+        RunSettings settings = RunSettings.builder("nuclei-he").device("cuda").tileSize(256).cellExpansion(2.0)
+                .pixelSize(0.5).build();
+        assertEquals("0123456789abcdef", client(fake).signature(settings, "nuclei"));
+        JsonObject sent = JsonParser.parseString(fake.lastRequest).getAsJsonObject();
+        assertEquals(JsonParser.parseString("{\"protocol\": 1, \"task\": \"nuclei\", \"model\": \"nuclei-he\", "
+                + "\"image\": {\"pixelSize\": 0.5}, \"options\": {\"device\": \"cuda\", \"tileSize\": 256, "
+                + "\"cellExpansion\": 2.0}}"), sent);
+        // the model's own task when the settings name none; no image at all without a pixel size override
+        client(fake).signature(RunSettings.builder("boxes").build(), "detect");
+        assertEquals(JsonParser.parseString("{\"protocol\": 1, \"task\": \"detect\", \"model\": \"boxes\", "
+                + "\"options\": {}}"), JsonParser.parseString(fake.lastRequest));
+        CellBridgeException e = assertThrows(CellBridgeException.class,
+                () -> client(fake).signature(RunSettings.builder("missing-model").build(), null));
+        assertEquals("unknown model 'missing-model'; available: nuclei-he", e.getMessage());
+    }
+
+    @Test
+    void putCountsRowSendsTheRowAsTheServerReadsIt() {
+        FakeService fake = new FakeService();
+        client(fake).putCountsRow(java.nio.file.Path.of("/data/counts.csv"), CountsRow.done("p1", "a b.tif", "3",
+                "nuclei-he", "0123456789abcdef", 1.5, java.util.Map.of("Tumor", 4, "Stroma", 2)));
+        assertEquals("putCountsRow /data/counts.csv", fake.calls.get(fake.calls.size() - 1));
+        assertEquals(JsonParser.parseString("{\"project\": \"p1\", \"image\": \"a b.tif\", \"image_id\": \"3\", "
+                + "\"status\": \"done\", \"model\": \"nuclei-he\", \"signature\": \"0123456789abcdef\", "
+                + "\"seconds\": 1.5, \"error\": \"\", \"counts\": {\"Stroma\": 2, \"Tumor\": 4}}"),
+                JsonParser.parseString(fake.lastRequest));
+        client(fake).putCountsRow(java.nio.file.Path.of("/data/counts.csv"),
+                CountsRow.failed("p1", "b.tif", "4", "nuclei-he", "no such file"));
+        assertEquals(JsonParser.parseString("{\"project\": \"p1\", \"image\": \"b.tif\", \"image_id\": \"4\", "
+                + "\"status\": \"failed\", \"model\": \"nuclei-he\", \"signature\": \"\", \"seconds\": null, "
+                + "\"error\": \"no such file\", \"counts\": {}}"), JsonParser.parseString(fake.lastRequest));
     }
 
     @Test

@@ -19,6 +19,13 @@ final class Fixtures {
         return root;
     }
 
+    static Path countsTable(String name) {
+        Path file = repo().resolve("tests/fixtures/counts-table").resolve(name);
+        if (!Files.isRegularFile(file))
+            throw new IllegalStateException("fixture " + file + " not found; set -Dcellbridge.repo to the repository root");
+        return file;
+    }
+
     static Path geojson(String name) {
         Path file = repo().resolve("tests/fixtures/qupath_geojson").resolve(name);
         if (!Files.isRegularFile(file))

@@ -6,7 +6,7 @@ import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 import org.junit.jupiter.api.io.TempDir;
 import qupath.ext.cellbridge.CellBridge;
 import qupath.ext.cellbridge.QuPathFixtures;
-import qupath.ext.cellbridge.bridge.CountsTable;
+import qupath.ext.cellbridge.bridge.CountsRow;
 import qupath.lib.images.ImageData;
 import qupath.lib.images.servers.ImageServer;
 import qupath.lib.images.servers.ImageServers;
@@ -82,17 +82,17 @@ class ProjectBatchTest {
                 .cellExpansion(2.0).build();
         Path csv = dir.resolve("counts.csv");
 
-        List<CountsTable.Row> first = ProjectBatch.runProjects(cellbridge, List.of(p1.toString(),
+        List<CountsRow> first = ProjectBatch.runProjects(cellbridge, List.of(p1.toString(),
                 p2.getParent()), csv.toString());
 
-        assertEquals(List.of("done", "done", "done"), first.stream().map(CountsTable.Row::status).toList(),
+        assertEquals(List.of("done", "done", "done"), first.stream().map(CountsRow::status).toList(),
                 first.toString());
         String signature = cellbridge.signature();
         List<Path> data = new ArrayList<>();
         for (File file : List.of(p1, p2)) {
             Project<BufferedImage> reloaded = ProjectIO.loadProject(file, BufferedImage.class);
             for (ProjectImageEntry<BufferedImage> entry : reloaded.getImageList()) {
-                CountsTable.Row row = first.stream().filter(r -> r.imageId().equals(entry.getID())
+                CountsRow row = first.stream().filter(r -> r.imageId().equals(entry.getID())
                         && r.project().equals(file.getParentFile().getName())).findFirst().orElseThrow();
                 assertEquals(signature, entry.getMetadata().get(ProjectBatch.SIGNATURE_KEY));
                 PathObjectHierarchy hierarchy = entry.readHierarchy();
@@ -110,20 +110,27 @@ class ProjectBatchTest {
                 data.add(entry.getEntryPath().resolve("data.qpdata"));
             }
         }
-        assertEquals(3, CountsTable.read(csv).rows().size());
+        List<String> lines = Files.readAllLines(csv);
+        assertTrue(lines.get(0).startsWith("project,image,image_id,status,objects,model,signature,seconds,error,"),
+                lines.get(0));
+        assertEquals(4, lines.size(), "one row per image, written by the server: " + lines);
+        assertTrue(lines.stream().skip(1).allMatch(l -> l.contains(",done,") && l.contains("," + signature + ",")),
+                lines.toString());
         List<FileTime> written = new ArrayList<>();
         for (Path file : data)
             written.add(Files.getLastModifiedTime(file));
 
-        List<CountsTable.Row> second = ProjectBatch.runProjects(cellbridge, List.of(p1.toString(),
+        List<CountsRow> second = ProjectBatch.runProjects(cellbridge, List.of(p1.toString(),
                 p2.toString()), csv.toString());
 
-        assertEquals(List.of("skipped", "skipped", "skipped"), second.stream().map(CountsTable.Row::status).toList());
+        assertEquals(List.of("skipped", "skipped", "skipped"), second.stream().map(CountsRow::status).toList());
         for (int i = 0; i < 3; i++) {
             assertEquals(first.get(i).imageId(), second.get(i).imageId());
             assertEquals(first.get(i).counts(), second.get(i).counts(), "counts read back from the saved data");
             assertEquals(written.get(i), Files.getLastModifiedTime(data.get(i)), "not written again");
         }
-        assertEquals(3, CountsTable.read(csv).rows().size());
+        lines = Files.readAllLines(csv);
+        assertEquals(4, lines.size(), lines.toString());
+        assertTrue(lines.stream().skip(1).allMatch(l -> l.contains(",skipped,")), lines.toString());
     }
 }
