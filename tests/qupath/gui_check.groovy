@@ -119,7 +119,7 @@ Thread.start("cellbridge-gui-check") {
         Window message = null
         waitFor("the server check's message", 120) {
             message = onFx { Window.getWindows().find { it instanceof Stage && it.isShowing() && it.getTitle() == "CellBridge"
-                    && labels(it).any { it.startsWith("Models: ") } } }
+                    && labels(it).any { it.contains("\nModels: ") } } }
             message != null
         }
         report.serverCheck = onFx {

@@ -134,11 +134,12 @@ public final class CellBridgeServer {
     }
 
     /**
-     * Start the server if it is not running. Blocks while it starts.
+     * Start the server if it is not running (or restart it when the configuration now names another Python or
+     * model folder). Blocks while it starts.
      * @throws CellBridgeException if Python or cellbridge is missing or the server does not start
      */
     public static synchronized void start() {
-        if (server != null && server.isAlive())
+        if (server != null && server.isAlive() && startedWith.sameServer(configuration.get()))
             return;
         if (server != null)
             stop();

@@ -18,7 +18,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The extension's shared server follows its configuration (the preferences in QuPath): a new model folder restarts
- * it at the next call, with the folder's models; a new device alone does not (each run names its device).
+ * it at the next call or start, with the folder's models; a new device alone does not (each run names its device).
  */
 @Tag("e2e")
 @EnabledIfEnvironmentVariable(named = "CELLBRIDGE_PYTHON", matches = ".+", disabledReason = QuPathFixtures.NO_PYTHON)
@@ -49,6 +49,12 @@ class CellBridgeServerTest {
             List<String> names = names(CellBridgeServer.listModels());
             assertNotEquals(first, CellBridgeServer.status(), "another process (pid) after the restart");
             assertTrue(names.contains("my-classical"), "the new folder's model: " + names);
+
+            String second = CellBridgeServer.status();
+            config.set(new CellBridgeServer.Configuration(python, null, "cpu"));
+            CellBridgeServer.start();  // Start Python server: restarts too when the folder changed
+            assertNotEquals(second, CellBridgeServer.status());
+            assertFalse(names(CellBridgeServer.listModels()).contains("my-classical"));
         } finally {
             CellBridgeServer.stop();
             CellBridgeServer.setConfiguration(() -> new CellBridgeServer.Configuration(python, null, "cpu"));

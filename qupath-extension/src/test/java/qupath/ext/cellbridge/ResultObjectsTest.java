@@ -2,12 +2,16 @@ package qupath.ext.cellbridge;
 
 import org.junit.jupiter.api.Test;
 import qupath.ext.cellbridge.bridge.CellBridgeException;
+import qupath.ext.cellbridge.bridge.DetectedObject;
+import qupath.ext.cellbridge.bridge.GeoJsonObjects;
 import qupath.lib.common.ColorTools;
 import qupath.lib.objects.PathCellObject;
 import qupath.lib.objects.PathObject;
 import qupath.lib.regions.ImagePlane;
 import qupath.lib.roi.interfaces.ROI;
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.UUID;
 
@@ -60,6 +64,39 @@ class ResultObjectsTest {
         PathObject detection = objects.get(1);
         assertTrue(detection.isDetection() && !detection.isCell());
         assertEquals(null, detection.getPathClass());
+    }
+
+    @Test
+    void qupathsReaderAndTheBridgesAgreeOnWhatCellBridgeWrites() throws Exception {
+        Path fixture = Path.of(System.getProperty("cellbridge.repo", ""),
+                "tests/fixtures/qupath_geojson/cellbridge_written.geojson");
+        List<PathObject> qupath = ResultObjects.read(Files.readString(fixture));
+        List<DetectedObject> bridge = GeoJsonObjects.read(fixture);
+
+        assertEquals(4, qupath.size());
+        assertEquals(bridge.size(), qupath.size());
+        for (int i = 0; i < qupath.size(); i++) {
+            PathObject q = qupath.get(i);
+            DetectedObject b = bridge.get(i);
+            String where = "object " + i + " (" + q + ")";
+            assertEquals(b.id(), q.getID().toString(), where);
+            assertEquals(b.isCell(), q.isCell(), where);
+            assertTrue(q.isDetection(), where);
+            assertEquals(b.className(), q.getPathClass() == null ? null : q.getPathClass().toString(), where);
+            if (b.color() != null)
+                assertEquals(ColorTools.packRGB((b.color() >> 16) & 0xFF, (b.color() >> 8) & 0xFF, b.color() & 0xFF),
+                        q.getPathClass().getColor(), where);
+            assertEquals(b.geometry().getArea(), q.getROI().getArea(), 1e-9, where);
+            // QuPath computes ROI centroids in float precision (a polygon with a hole: within 0.01 px)
+            assertEquals(b.geometry().getCentroid().getX(), q.getROI().getCentroidX(), 0.01, where);
+            assertEquals(b.geometry().getCentroid().getY(), q.getROI().getCentroidY(), 0.01, where);
+            if (b.nucleusGeometry() != null)
+                assertEquals(b.nucleusGeometry().getArea(), ((PathCellObject) q).getNucleusROI().getArea(), 1e-9);
+            assertEquals(List.copyOf(b.measurements().keySet()), q.getMeasurementList().getNames(), where);
+            for (String name : b.measurements().keySet())
+                assertEquals(b.measurement(name), q.getMeasurementList().get(name), where + ": " + name);
+        }
+        assertTrue(qupath.get(0).getPathClass().isDerivedClass());
     }
 
     @Test

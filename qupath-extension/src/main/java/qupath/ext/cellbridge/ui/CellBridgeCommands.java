@@ -144,7 +144,7 @@ public final class CellBridgeCommands {
 
     private void checkServer() {
         BackgroundTask.<String>start(qupath, "Checking the CellBridge server", task -> {
-            task.progress(-1, "Starting " + CellBridgeServer.python().executable());
+            task.progress(-1, "Connecting to the server of " + CellBridgeServer.python().executable());
             CellBridgeClient client = CellBridgeServer.client();
             return describe(client.version(), client.listModels());
         }, text -> Dialogs.showMessageDialog(TITLE, text));
