@@ -46,7 +46,7 @@ public final class DetectionClassifier {
      * @throws CellBridgeException with the command's message if it fails
      */
     public static Map<String, PathObject> classify(Collection<PathObject> objects, Path classifier,
-                                                       Consumer<String> lines, BooleanSupplier cancelled) {
+                                                   Consumer<String> lines, BooleanSupplier cancelled) {
         if (objects.isEmpty())
             throw new CellBridgeException("there are no detections to classify");
         if (!Files.isRegularFile(classifier))
