@@ -9,6 +9,7 @@ import qupath.ext.cellbridge.bridge.CellBridgeException;
 import qupath.lib.io.GsonTools;
 import qupath.lib.objects.PathObject;
 import qupath.lib.objects.PathObjectTools;
+import qupath.lib.objects.PathObjects;
 import qupath.lib.regions.ImagePlane;
 
 import java.awt.geom.AffineTransform;
@@ -18,9 +19,10 @@ import java.util.List;
 /**
  * The server's results as QuPath objects, read by QuPath's own GeoJSON reader ({@link GsonTools}): detections,
  * cells with their nucleus ROI, classifications (derived ones too) with their colours, measurements and the
- * objects' UUIDs, exactly as File &gt; Import objects would read them. What CellBridge adds: a chunk that QuPath
- * cannot read, or reads as fewer objects than it has features, is one {@link CellBridgeException} naming the
- * feature; and the objects are moved into the image's coordinates and onto its plane.
+ * objects' UUIDs, exactly as File &gt; Import objects from file would read them. What CellBridge adds: a chunk that
+ * QuPath cannot read, or reads as fewer objects than it has features, is one {@link CellBridgeException} naming the
+ * feature; every object is a detection (a region model's annotations too, so that a later run replaces them with
+ * the other detections); and the objects are moved into the image's coordinates and onto its plane.
  */
 public final class ResultObjects {
 
@@ -43,17 +45,29 @@ public final class ResultObjects {
             throw new CellBridgeException("not JSON: " + describe(e));
         }
         JsonArray features = features(json);
+        List<PathObject> objects = null;
         try {
-            List<PathObject> objects = GsonTools.parseObjectsFromGeoJSON(json);
-            if (objects.size() == features.size())
-                return objects;
+            objects = GsonTools.parseObjectsFromGeoJSON(json);
         } catch (RuntimeException e) {
             // find the feature at fault below
         }
-        List<PathObject> objects = new ArrayList<>(features.size());
-        for (int i = 0; i < features.size(); i++)
-            objects.add(feature(features.get(i), i));
-        return objects;
+        if (objects == null || objects.size() != features.size()) {
+            objects = new ArrayList<>(features.size());
+            for (int i = 0; i < features.size(); i++)
+                objects.add(feature(features.get(i), i));
+        }
+        return objects.stream().map(ResultObjects::asDetection).toList();
+    }
+
+    /** A detection as it is; anything else (a region's annotation) as a detection with its ROI, class, measurements
+     * and ID. */
+    private static PathObject asDetection(PathObject object) {
+        if (object.isDetection())
+            return object;
+        PathObject detection = PathObjects.createDetectionObject(object.getROI(), object.getPathClass(),
+                object.getMeasurementList());
+        detection.setID(object.getID());
+        return detection;
     }
 
     /**

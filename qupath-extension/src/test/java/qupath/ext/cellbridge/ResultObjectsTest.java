@@ -24,8 +24,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * A result chunk as the server writes it, read by QuPath's own reader: cells keep their nucleus, derived classes
- * their parent and colour, measurements their names (NaN too), objects their UUID; moved objects keep all of it on
- * the new position and plane; a chunk QuPath cannot read is one error naming the feature.
+ * their parent and colour, measurements their names (NaN too), objects their UUID, a region's annotations become
+ * detections; moved objects keep all of it on the new position and plane; a chunk QuPath cannot read is one error
+ * naming the feature.
  */
 class ResultObjectsTest {
 
@@ -97,6 +98,22 @@ class ResultObjectsTest {
                 assertEquals(b.measurement(name), q.getMeasurementList().get(name), where + ": " + name);
         }
         assertTrue(qupath.get(0).getPathClass().isDerivedClass());
+    }
+
+    @Test
+    void aRegionModelsAnnotationsAreAddedAsDetections() {
+        String region = "{\"type\": \"FeatureCollection\", \"features\": [{\"type\": \"Feature\", "
+                + "\"id\": \"" + CELL_ID + "\", \"geometry\": {\"type\": \"Polygon\", \"coordinates\": " + RING + "}, "
+                + "\"properties\": {\"objectType\": \"annotation\", \"classification\": {\"name\": \"Gland\", "
+                + "\"color\": [0, 200, 0]}, \"measurements\": {\"Area µm^2\": 50.0}}}]}";
+
+        PathObject object = ResultObjects.read(region).get(0);
+
+        assertTrue(object.isDetection() && !object.isAnnotation(), object.toString());
+        assertEquals(UUID.fromString(CELL_ID), object.getID());
+        assertEquals("Gland", object.getPathClass().toString());
+        assertEquals(200.0, object.getROI().getArea(), 1e-9);
+        assertEquals(50.0, object.getMeasurementList().get("Area µm^2"));
     }
 
     @Test
