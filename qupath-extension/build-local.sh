@@ -4,7 +4,7 @@
 #
 # With the QuPath runtime (../shared/qupath-runtime: real QuPath 0.6.0 core classes, no GUI, no OpenCV, and a
 # JDK >= 21) it compiles every source file that does not need the GUI and runs all tests, including the QuPath
-# layer (CellBridge, PathObjectConverter, IhcScores, ObjectFiles, RequestPlanner, TrainingData,
+# layer (CellBridge, ResultObjects, IhcScores, DetectionClassifier, RequestPlanner, CellBridgeServer, TrainingData,
 # scripting/ProjectBatch) against real ImageData, hierarchies and projects. The files in GUI_SOURCES below need
 # QuPath's GUI (QuPathGUI, PathPrefs, JavaFX controls): `make extension` compiles them against a full QuPath built
 # from source, and tests/qupath (`make test-qupath`) runs them in QuPath's window.

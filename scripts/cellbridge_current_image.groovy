@@ -3,7 +3,7 @@
  *
  * Runs under the selected annotations, or the whole image when none is selected; earlier detections there are
  * replaced. The run is recorded in the image's workflow, so Workflow > Create script reproduces it.
- * Needs the CellBridge extension and its Python environment (Extensions > CellBridge > Preferences).
+ * Needs the CellBridge extension and its Python environment (Edit > Preferences > CellBridge).
  */
 import qupath.ext.cellbridge.CellBridge
 

@@ -2,7 +2,8 @@
  * Test helper: QuPath's startup script (-Dqupath.startup.script) for the GUI test, run inside the real QuPath window
  * (under Xvfb). It reads the menu Extensions > CellBridge, opens a slide, adds one annotation and selects it,
  * fires the menu item "Detect and segment nuclei" (the action a click runs), accepts its parameter dialog as it
- * opens, waits for the background task to put the nuclei under the annotation, saves a screenshot of the window,
+ * opens, waits for the background task to put the nuclei under the annotation, fires "Check Python server..." and
+ * reads its message, lists CellBridge's items in QuPath's preference pane, saves a screenshot of the window,
  * writes what it found as JSON, and exits QuPath.
  * System properties: cellbridge.gui.image, cellbridge.gui.region (x,y,w,h), cellbridge.gui.report (JSON),
  * cellbridge.gui.screenshot (PNG), cellbridge.gui.python (the Python preference).
@@ -61,6 +62,10 @@ Thread.start("cellbridge-gui-check") {
         if (menu == null)
             throw new IllegalStateException("no menu Extensions > CellBridge")
         report.menu = onFx { menu.getItems().collect { it.getText() }.findAll { it != null } }
+        report.preferences = onFx {
+            qupath.getPreferencePane().getPropertySheet().getItems().findAll { it.getCategory() == "CellBridge" }
+                    .collect { it.getName() }
+        }
         report.steps << "menu"
 
         def box = System.getProperty("cellbridge.gui.region").split(",").collect { it as double }
@@ -106,6 +111,24 @@ Thread.start("cellbridge-gui-check") {
         report.measurements = detections.isEmpty() ? [] : detections[0].getMeasurementList().getNames()
         report.workflow = onFx { qupath.getImageData().getHistoryWorkflow().getSteps().collect { it.getName() } }
         report.steps << "detections"
+
+        // "Check Python server..." reports in a message dialog (the progress dialogs are titled CellBridge too)
+        def check = onFx { menu.getItems().find { it.getText() == "Check Python server..." } }
+        Platform.runLater { check.fire() }
+        def labels = { Window window -> window.getScene().getRoot().lookupAll(".label").collect { it.getText() }.findAll { it } }
+        Window message = null
+        waitFor("the server check's message", 120) {
+            message = onFx { Window.getWindows().find { it instanceof Stage && it.isShowing() && it.getTitle() == "CellBridge"
+                    && labels(it).any { it.contains("\nModels: ") } } }
+            message != null
+        }
+        report.serverCheck = onFx {
+            def text = labels(message)
+            def pane = message.getScene().getRoot().lookup(".dialog-pane") as DialogPane
+            pane.getButtonTypes().collect { pane.lookupButton(it) }.find { it != null }?.fire()
+            text
+        }
+        report.steps << "server check"
 
         onFx {
             qupath.getViewer().setSelectedObject(annotation)

@@ -1,6 +1,7 @@
 """The CellBridge menu inside the real QuPath 0.6.0 window, under Xvfb: Extensions > CellBridge lists its commands, and
 "Detect and segment nuclei" fired on a selected annotation of a synthetic slide (its parameter dialog accepted with
-the defaults) puts the same nuclei under it as ``cellbridge nuclei`` finds in that region.
+the defaults) puts the same nuclei under it as ``cellbridge nuclei`` finds in that region; "Check Python server..."
+reports the server's versions and models; the settings are in QuPath's preference pane.
 
 The steps run inside QuPath as its startup script (``gui_check.groovy``). Skipped without Xvfb or GTK 3 (JavaFX's
 window toolkit needs both), and when QuPath cannot be built here.
@@ -25,10 +26,11 @@ pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
 REGION = (100, 100, 400, 300)  # x, y, width, height in level-0 pixels
-COMMANDS = ["Start Python server", "Stop Python server", "Detect cells...", "Detect and segment nuclei...",
-            "Detect and score IHC nuclei (DAB)...", "Classify detections...",
-            "Export training tiles (COCO) from annotations...", "Train a model from the project's annotations...",
-            "Import QuPath GeoJSON...", "Export QuPath GeoJSON...", "Preferences..."]
+# object import/export and the settings are QuPath's own (File menu, Edit > Preferences), not in this menu
+COMMANDS = ["Start Python server", "Stop Python server", "Check Python server...", "Detect cells...",
+            "Detect and segment nuclei...", "Detect and score IHC nuclei (DAB)...", "Classify detections...",
+            "Export training tiles (COCO) from annotations...", "Train a model from the project's annotations..."]
+PREFERENCES = ["Python", "Model folder", "Device", "Tile size", "Tile overlap", "Batch size", "Training epochs"]
 GTK_MISSING = "Unable to load glass GTK library"
 
 
@@ -68,6 +70,18 @@ def test_extensions_menu_lists_the_cellbridge_commands(gui):
     menu = gui["report"]["menu"]
     assert menu[0].startswith("Server: ")
     assert menu[1:] == COMMANDS
+
+
+def test_settings_are_in_qupaths_preference_pane(gui):
+    assert gui["report"]["preferences"] == PREFERENCES
+
+
+def test_check_python_server_reports_versions_devices_and_models(gui):
+    lines = [line for label in gui["report"]["serverCheck"] for line in label.splitlines()]
+    assert lines[0].startswith("running: cellbridge ")
+    assert any(line.startswith("Devices: ") and "cpu" in line for line in lines), lines
+    models = next(line for line in lines if line.startswith("Models: "))
+    assert "nuclei-brightfield" in models.split(": ", 1)[1].split(", ")
 
 
 def test_detect_nuclei_from_the_menu_puts_the_cli_nuclei_under_the_selected_annotation(gui):

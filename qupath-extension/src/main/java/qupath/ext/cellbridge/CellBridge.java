@@ -4,11 +4,9 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import qupath.ext.cellbridge.bridge.CellBridgeClient;
 import qupath.ext.cellbridge.bridge.CellBridgeException;
-import qupath.ext.cellbridge.bridge.DetectedObject;
 import qupath.ext.cellbridge.bridge.JobStatus;
 import qupath.ext.cellbridge.bridge.ModelInfo;
 import qupath.ext.cellbridge.bridge.RunSettings;
-import qupath.ext.cellbridge.bridge.TileGrid;
 import qupath.lib.images.ImageData;
 import qupath.lib.objects.PathObject;
 import qupath.lib.objects.hierarchy.PathObjectHierarchy;
@@ -194,12 +192,10 @@ public final class CellBridge {
             int index = i;
             report.update((double) i / n, "Preparing " + where);
             RequestPlanner.PlannedJob job = RequestPlanner.plan(imageData, parent, settings, model, stop);
-            List<DetectedObject> objects = client.run(job.request(), status -> report.update(
-                    (index + Math.max(0, Math.min(1, status.progress()))) / n, message(where, status)), stop);
-            List<DetectedObject> moved = new ArrayList<>(objects.size());
-            for (DetectedObject object : objects)
-                moved.add(TileGrid.shift(object, job.dx(), job.dy()));
-            found.put(parent, PathObjectConverter.toPathObjects(moved, job.plane()));
+            List<PathObject> objects = client.run(job.request(), status -> report.update(
+                    (index + Math.max(0, Math.min(1, status.progress()))) / n, message(where, status)), stop,
+                    ResultObjects.READER);
+            found.put(parent, ResultObjects.moved(objects, job.dx(), job.dy(), job.plane()));
         }
         report.update(1, "Done");
         return new Detections(found, signature, (System.nanoTime() - start) / 1e9);
@@ -341,34 +337,13 @@ public final class CellBridge {
     }
 
     /**
-     * Add the objects of a QuPath GeoJSON file (e.g. from {@code cellbridge batch} or {@code cellbridge nuclei}).
-     * @param imageData the image
-     * @param path the file
-     * @return how many objects were added
-     */
-    public static int importObjects(ImageData<?> imageData, String path) {
-        return ObjectFiles.importObjects(imageData, Path.of(path)).size();
-    }
-
-    /**
-     * Write an image's objects as a QuPath GeoJSON FeatureCollection.
-     * @param imageData the image
-     * @param path the output file
-     * @param detectionsOnly true for detections and cells only
-     * @return how many objects were written
-     */
-    public static int exportObjects(ImageData<?> imageData, String path, boolean detectionsOnly) {
-        return ObjectFiles.exportObjects(imageData, Path.of(path), detectionsOnly);
-    }
-
-    /**
      * Classify the selected detections (else all) with a classifier JSON file ({@code cellbridge classify}).
      * @param imageData the image
      * @param classifier the classifier file
      * @return how many objects got a class
      */
     public static int classifyDetections(ImageData<?> imageData, String classifier) {
-        return ObjectFiles.classifyDetections(imageData, Path.of(classifier));
+        return DetectionClassifier.classifyDetections(imageData, Path.of(classifier));
     }
 
     /**

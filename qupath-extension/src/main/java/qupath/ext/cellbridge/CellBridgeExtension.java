@@ -1,16 +1,15 @@
 package qupath.ext.cellbridge;
 
-import javafx.scene.control.Menu;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
-import qupath.ext.cellbridge.ui.CellBridgeCommands;
 import qupath.ext.cellbridge.ui.CellBridgeUi;
 import qupath.lib.common.Version;
 import qupath.lib.gui.QuPathGUI;
 import qupath.lib.gui.extensions.QuPathExtension;
 
 /**
- * The CellBridge QuPath extension: the Extensions &gt; CellBridge menu and the CellBridge preferences. The work is
+ * The CellBridge QuPath extension: the Extensions &gt; CellBridge menu and the CellBridge preferences (in QuPath's
+ * preference pane). The work is
  * done by a Python server (the {@code cellbridge} package) that the extension starts on first use.
  */
 public class CellBridgeExtension implements QuPathExtension {
@@ -29,9 +28,7 @@ public class CellBridgeExtension implements QuPathExtension {
         }
         installed = true;
         CellBridgeServer.setConfiguration(CellBridgePreferences::serverConfiguration);
-        Menu menu = qupath.getMenu("Extensions>" + getName(), true);
-        CellBridgeCommands.install(qupath, menu);
-        CellBridgeUi.installPreferences(qupath);
+        CellBridgeUi.install(qupath);
     }
 
     @Override

@@ -21,7 +21,8 @@ import java.util.function.Supplier;
  * The one CellBridge Python server of this QuPath, shared by the menu commands and scripts: started on first use
  * with the Python, model folder and device of its {@link Configuration} (the extension's preferences once the
  * extension is installed; without it, {@code $CELLBRIDGE_PYTHON} or the first Python on the PATH), restarted if it
- * died, stopped on request or when QuPath exits (the server also exits by itself when QuPath's process ends).
+ * died or when the configuration names another Python or model folder (e.g. the preferences changed), stopped on
+ * request or when QuPath exits (the server also exits by itself when QuPath's process ends).
  * <p>
  * Starting takes seconds (Python imports PyTorch): call {@link #client()} from a background thread, never from
  * the JavaFX application thread.
@@ -50,11 +51,26 @@ public final class CellBridgeServer {
         public static Configuration fromEnvironment() {
             return new Configuration(System.getenv(PYTHON_ENV), null, null);
         }
+
+        /**
+         * @param other another configuration
+         * @return true when a server started with this one is the server {@code other} asks for: the same Python
+         *         and model folder (the device is given with each run, so it does not count)
+         */
+        public boolean sameServer(Configuration other) {
+            return other != null && text(python).equals(text(other.python))
+                    && text(modelFolder).equals(text(other.modelFolder));
+        }
+
+        private static String text(String value) {
+            return value == null ? "" : value.strip();
+        }
     }
 
     private static volatile Supplier<Configuration> configuration = Configuration::fromEnvironment;
     private static final List<Runnable> listeners = new CopyOnWriteArrayList<>();
     private static ServerProcess server;
+    private static Configuration startedWith;
     private static boolean hookInstalled;
     // read without the lock (by the FX thread), so that the UI never waits for a server that is starting
     private static volatile String status = "stopped";
@@ -77,7 +93,10 @@ public final class CellBridgeServer {
      * @throws CellBridgeException if the configuration names no Python
      */
     public static PythonEnvironment python() {
-        Configuration config = configuration.get();
+        return python(configuration.get());
+    }
+
+    private static PythonEnvironment python(Configuration config) {
         String path = config.python();
         PythonEnvironment python = path == null || path.isBlank() ? PythonEnvironment.onPath()
                 : PythonEnvironment.fromPath(Path.of(path.strip()));
@@ -91,12 +110,16 @@ public final class CellBridgeServer {
     }
 
     /**
-     * A client of the running server, starting (or restarting) it when needed. Blocks while the server starts.
+     * A client of the running server, starting it when needed, restarting it when it died or when the
+     * configuration now names another Python or model folder. Blocks while the server starts.
      * @return the client
      * @throws CellBridgeException if Python or cellbridge is missing or the server does not start
      */
     public static synchronized CellBridgeClient client() {
-        if (server == null) {
+        if (server != null && !startedWith.sameServer(configuration.get())) {
+            logger.info("The CellBridge Python or model folder changed: restarting the server");
+            restart();
+        } else if (server == null) {
             start();
         } else {
             try {
@@ -111,21 +134,24 @@ public final class CellBridgeServer {
     }
 
     /**
-     * Start the server if it is not running. Blocks while it starts.
+     * Start the server if it is not running (or restart it when the configuration now names another Python or
+     * model folder). Blocks while it starts.
      * @throws CellBridgeException if Python or cellbridge is missing or the server does not start
      */
     public static synchronized void start() {
-        if (server != null && server.isAlive())
+        if (server != null && server.isAlive() && startedWith.sameServer(configuration.get()))
             return;
         if (server != null)
             stop();
-        PythonEnvironment python = python();
+        Configuration config = configuration.get();
+        PythonEnvironment python = python(config);
         setStatus("starting (" + python.executable() + ")", false);
         try {
             python.check();
-            String device = configuration.get().device();
+            String device = config.device();
             server = ServerProcess.start(python, ServerProcess.Settings.defaults()
                     .withDevice(device == null || device.isBlank() ? null : device.strip()));
+            startedWith = config;
         } catch (CellBridgeException e) {
             setStatus("not running: " + e.getMessage(), false);
             throw e;
@@ -145,7 +171,7 @@ public final class CellBridgeServer {
         logger.info("CellBridge server stopped");
     }
 
-    /** Stop the server and start it again (e.g. after the Python or model folder preference changed). */
+    /** Stop the server and start it again (with the configuration as it is now). */
     public static synchronized void restart() {
         stop();
         start();

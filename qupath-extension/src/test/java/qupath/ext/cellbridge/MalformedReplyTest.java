@@ -28,7 +28,7 @@ class MalformedReplyTest {
     private static final String DETECTION = "{\"type\": \"FeatureCollection\", \"features\": [{\"type\": \"Feature\", "
             + "\"geometry\": {\"type\": \"Polygon\", \"coordinates\": [[[10, 10], [20, 10], [20, 20], [10, 20], "
             + "[10, 10]]]}, \"properties\": {\"objectType\": \"detection\", "
-            + "\"classification\": {\"name\": \"Tumor\"}}}]}";
+            + "\"classification\": {\"name\": \"Tumor\", \"color\": [200, 0, 0]}}}]}";
 
     /** Answers each job with the next of the given chunks; every job is done at once. */
     private static final class ScriptedServer implements CellBridgeService {
@@ -133,7 +133,8 @@ class MalformedReplyTest {
                 () -> cellbridge.detectObjects(imageData, List.of(left, right)));
 
         assertEquals(2, server.submitted.size(), "both annotations were sent");
-        assertTrue(e.getMessage().toLowerCase().contains("coordinates"), e.getMessage());
+        assertTrue(e.getMessage().startsWith("chunk 0 of job job2: feature 0 (Polygon): QuPath cannot read it"),
+                e.getMessage());
         assertUnchanged(imageData, left, right, earlier, steps);
     }
 

@@ -13,7 +13,8 @@ import java.util.function.Supplier;
 
 /**
  * Typed calls to a {@link CellBridgeService}: envelopes are unwrapped, {@code ok: false} becomes a
- * {@link CellBridgeException} carrying the server's error unchanged, and results become {@link DetectedObject}s.
+ * {@link CellBridgeException} carrying the server's error unchanged, and results become {@link DetectedObject}s
+ * (or whatever a {@link ChunkReader} makes of them: inside QuPath, QuPath's own objects read by QuPath's reader).
  * <pre>{@code
  * CellBridgeClient client = server.client();
  * String job = client.submit(JobRequest.nuclei("nuclei-he").imagePath(path).build());
@@ -167,17 +168,50 @@ public final class CellBridgeClient {
     }
 
     /**
+     * Reads one result chunk (a QuPath GeoJSON FeatureCollection) into objects of some kind: {@link DetectedObject}s
+     * here, QuPath's own objects inside QuPath.
+     *
+     * @param <T> the object type
+     */
+    @FunctionalInterface
+    public interface ChunkReader<T> {
+
+        /** Reads the server's chunks into {@link DetectedObject}s (for clients without QuPath). */
+        ChunkReader<DetectedObject> DETECTED_OBJECTS = GeoJsonObjects::parse;
+
+        /**
+         * @param chunk a FeatureCollection as JSON text
+         * @return its objects, in order
+         * @throws CellBridgeException naming the feature and the problem when the chunk cannot be read
+         */
+        List<T> read(String chunk);
+    }
+
+    /**
      * One result chunk as objects.
      * @param jobId a job id
      * @param index chunk number from 0
      * @return the chunk's objects, or null after the last chunk of a finished job
      */
     public List<DetectedObject> readChunk(String jobId, int index) {
+        return readChunk(jobId, index, ChunkReader.DETECTED_OBJECTS);
+    }
+
+    /**
+     * One result chunk, read by a reader.
+     * @param jobId a job id
+     * @param index chunk number from 0
+     * @param reader turns the chunk's GeoJSON into objects
+     * @param <T> the object type
+     * @return the chunk's objects, or null after the last chunk of a finished job
+     * @throws CellBridgeException naming the chunk and the job when the reader cannot read it
+     */
+    public <T> List<T> readChunk(String jobId, int index, ChunkReader<T> reader) {
         String chunk = resultChunk(jobId, index);
         if (chunk == null)
             return null;
         try {
-            return GeoJsonObjects.parse(chunk);
+            return reader.read(chunk);
         } catch (CellBridgeException e) {
             throw new CellBridgeException("chunk " + index + " of job " + jobId + ": " + e.getMessage(), e);
         }
@@ -193,21 +227,39 @@ public final class CellBridgeClient {
      * @throws CancellationException if the job was cancelled (by {@code cancelled}, the server, or an interrupt)
      */
     public List<DetectedObject> collect(String jobId, ProgressListener listener, BooleanSupplier cancelled) {
+        return collect(jobId, listener, cancelled, ChunkReader.DETECTED_OBJECTS);
+    }
+
+    /**
+     * Wait for a job, reading its chunks with a reader as they become available.
+     * @param jobId a job id from {@link #submit}
+     * @param listener told the status after every poll (may be null)
+     * @param cancelled polled between status calls; when it returns true the job is cancelled (may be null)
+     * @param reader turns each chunk's GeoJSON into objects
+     * @param <T> the object type
+     * @return all objects of the job, in chunk order
+     * @throws CellBridgeException with the job's message if it fails, the server's error, or the reader's
+     * @throws CancellationException if the job was cancelled (by {@code cancelled}, the server, or an interrupt)
+     */
+    public <T> List<T> collect(String jobId, ProgressListener listener, BooleanSupplier cancelled,
+                               ChunkReader<T> reader) {
+        Objects.requireNonNull(reader, "reader");
         ProgressListener progress = listener == null ? ProgressListener.NONE : listener;
         BooleanSupplier stop = cancelled == null ? () -> false : cancelled;
-        List<DetectedObject> objects = new ArrayList<>();
+        List<T> objects = new ArrayList<>();
         int next = 0;
         while (true) {
             if (stop.getAsBoolean() || Thread.currentThread().isInterrupted())
                 throw cancelAndWait(jobId);
             JobStatus status = status(jobId);
             while (next < status.chunks())
-                objects.addAll(chunkOrEmpty(jobId, next++));
+                objects.addAll(chunkOrEmpty(jobId, next++, reader));
             progress.onProgress(status);
             switch (status.state()) {
                 case DONE -> {
                     // read to the end: the null past the last chunk also releases the results on the server
-                    for (List<DetectedObject> chunk = readChunk(jobId, next); chunk != null; chunk = readChunk(jobId, ++next))
+                    for (List<T> chunk = readChunk(jobId, next, reader); chunk != null;
+                         chunk = readChunk(jobId, ++next, reader))
                         objects.addAll(chunk);
                     return objects;
                 }
@@ -237,13 +289,27 @@ public final class CellBridgeClient {
         return collect(submit(request), listener, cancelled);
     }
 
+    /**
+     * Submit a job and {@link #collect(String, ProgressListener, BooleanSupplier, ChunkReader) collect} it.
+     * @param request the job
+     * @param listener told the status after every poll (may be null)
+     * @param cancelled polled between status calls (may be null)
+     * @param reader turns each chunk's GeoJSON into objects
+     * @param <T> the object type
+     * @return all objects of the job
+     */
+    public <T> List<T> run(JobRequest request, ProgressListener listener, BooleanSupplier cancelled,
+                           ChunkReader<T> reader) {
+        return collect(submit(request), listener, cancelled, reader);
+    }
+
     /** Ask the server to stop (it replies first). */
     public void shutdown() {
         call("shutdown()", CellBridgeService::shutdown);
     }
 
-    private List<DetectedObject> chunkOrEmpty(String jobId, int index) {
-        List<DetectedObject> chunk = readChunk(jobId, index);
+    private <T> List<T> chunkOrEmpty(String jobId, int index, ChunkReader<T> reader) {
+        List<T> chunk = readChunk(jobId, index, reader);
         return chunk == null ? List.of() : chunk;
     }
 

@@ -1,24 +1,24 @@
 package qupath.ext.cellbridge.ui;
 
-import javafx.application.Platform;
 import javafx.beans.property.BooleanProperty;
 import javafx.beans.property.SimpleBooleanProperty;
-import javafx.scene.control.Menu;
-import javafx.scene.control.MenuItem;
-import javafx.scene.control.SeparatorMenuItem;
+import org.controlsfx.control.action.Action;
 import qupath.ext.cellbridge.CellBridge;
 import qupath.ext.cellbridge.CellBridgePreferences;
 import qupath.ext.cellbridge.CellBridgeServer;
-import qupath.ext.cellbridge.ObjectFiles;
+import qupath.ext.cellbridge.DetectionClassifier;
 import qupath.ext.cellbridge.TrainingData;
-import qupath.ext.cellbridge.bridge.DetectedObject;
+import qupath.ext.cellbridge.bridge.CellBridgeClient;
 import qupath.ext.cellbridge.bridge.ModelInfo;
 import qupath.ext.cellbridge.bridge.RunSettings;
+import qupath.ext.cellbridge.bridge.ServerVersion;
 import qupath.fx.dialogs.Dialogs;
 import qupath.fx.dialogs.FileChoosers;
 import qupath.fx.utils.FXUtils;
 import qupath.lib.color.ColorDeconvolutionStains;
 import qupath.lib.gui.QuPathGUI;
+import qupath.lib.gui.actions.ActionTools;
+import qupath.lib.gui.actions.annotations.ActionMenu;
 import qupath.lib.gui.tools.GuiTools;
 import qupath.lib.images.ImageData;
 import qupath.lib.objects.PathObject;
@@ -35,50 +35,88 @@ import java.util.Map;
 import java.util.stream.Collectors;
 
 /**
- * The Extensions &gt; CellBridge menu: each command gathers its input on the FX thread (dialogs, the current image
- * and selection), does its work in a {@link BackgroundTask}, and changes the image back on the FX thread.
+ * The Extensions &gt; CellBridge menu, as QuPath builds its own menus: annotated {@link Action} fields (installed
+ * with {@link ActionTools#getAnnotatedActions}), the commands on an image made by
+ * {@link QuPathGUI#createImageDataAction} (disabled while no image is open) and training by
+ * {@link QuPathGUI#createProjectAction}. Each command gathers its input on the FX thread (dialogs, the selection),
+ * does its work in a {@link BackgroundTask}, and changes the image back on the FX thread. The settings are in
+ * QuPath's preference pane (Edit &gt; Preferences &gt; CellBridge, see {@link CellBridgeUi}); importing and
+ * exporting objects is QuPath's own (File &gt; Import objects from file, File &gt; Export objects as GeoJSON).
  */
+@ActionMenu({"Menu.Extensions", "CellBridge"})
 public final class CellBridgeCommands {
 
     private static final String TITLE = "CellBridge";
 
     private final QuPathGUI qupath;
-    private final BooleanProperty running = new SimpleBooleanProperty(false);
+    private final BooleanProperty running = new SimpleBooleanProperty(CellBridgeServer.isRunning());
+
+    /** What the server is doing (not a command: always disabled). */
+    public final Action serverStatus = ActionTools.createAction(() -> { }, statusText());
+
+    /** Start the Python server (it also starts on first use). */
+    public final Action startServer = ActionTools.createAction(this::startServer, "Start Python server");
+
+    /** Stop the Python server. */
+    public final Action stopServer = ActionTools.createAction(this::stopServer, "Stop Python server");
+
+    /** Start the server if needed and show what it runs: Python, versions, devices and models. */
+    public final Action checkServer = ActionTools.createAction(this::checkServer, "Check Python server...");
+
+    /** Separator. */
+    public final Action separatorDetection = ActionTools.createSeparator();
+
+    /** Cell detection with any model. */
+    public final Action detectCells;
+
+    /** Nucleus segmentation (and cells by expansion). */
+    public final Action detectNuclei;
+
+    /** Nuclei with DAB positivity. */
+    public final Action detectIhc;
+
+    /** Classify detections with a classifier file. */
+    public final Action classify;
+
+    /** Separator. */
+    public final Action separatorTraining = ActionTools.createSeparator();
+
+    /** COCO training tiles from the image's annotations. */
+    public final Action exportCoco;
+
+    /** Train a model on the project's annotations. */
+    public final Action train;
 
     private CellBridgeCommands(QuPathGUI qupath) {
         this.qupath = qupath;
+        serverStatus.setDisabled(true);
+        startServer.disabledProperty().bind(running);
+        stopServer.disabledProperty().bind(running.not());
+        detectCells = qupath.createImageDataAction(imageData -> detect(imageData, "Detect cells", false, null),
+                "Detect cells...");
+        detectNuclei = qupath.createImageDataAction(imageData -> detect(imageData, "Detect and segment nuclei", true,
+                null), "Detect and segment nuclei...");
+        detectIhc = qupath.createImageDataAction(this::detectIhc, "Detect and score IHC nuclei (DAB)...");
+        classify = qupath.createImageDataAction(this::classify, "Classify detections...");
+        exportCoco = qupath.createImageDataAction(this::exportCoco, "Export training tiles (COCO) from annotations...");
+        train = qupath.createProjectAction(this::train);
+        train.setText("Train a model from the project's annotations...");
+        CellBridgeServer.addStatusListener(() -> FXUtils.runOnApplicationThread(() -> {
+            serverStatus.setText(statusText());
+            running.set(CellBridgeServer.isRunning());
+        }));
     }
 
     /**
-     * Fill the menu.
+     * Add the commands to QuPath's menu bar (Extensions &gt; CellBridge).
      * @param qupath QuPath
-     * @param menu the Extensions &gt; CellBridge menu
      */
-    public static void install(QuPathGUI qupath, Menu menu) {
-        CellBridgeCommands commands = new CellBridgeCommands(qupath);
-        MenuItem status = new MenuItem("Server: " + CellBridgeServer.status());
-        status.setDisable(true);
-        MenuItem start = item("Start Python server", commands::startServer);
-        MenuItem stop = item("Stop Python server", commands::stopServer);
-        start.disableProperty().bind(commands.running);
-        stop.disableProperty().bind(commands.running.not());
-        CellBridgeServer.addStatusListener(() -> Platform.runLater(() -> {
-            status.setText("Server: " + CellBridgeServer.status());
-            commands.running.set(CellBridgeServer.isRunning());
-        }));
-        menu.getItems().addAll(status, start, stop, new SeparatorMenuItem(),
-                item("Detect cells...", () -> commands.detect(false)),
-                item("Detect and segment nuclei...", () -> commands.detect(true)),
-                item("Detect and score IHC nuclei (DAB)...", commands::detectIhc),
-                item("Classify detections...", commands::classify),
-                new SeparatorMenuItem(),
-                item("Export training tiles (COCO) from annotations...", commands::exportCoco),
-                item("Train a model from the project's annotations...", commands::train),
-                new SeparatorMenuItem(),
-                item("Import QuPath GeoJSON...", commands::importGeoJson),
-                item("Export QuPath GeoJSON...", commands::exportGeoJson),
-                new SeparatorMenuItem(),
-                item("Preferences...", commands::preferences));
+    static void install(QuPathGUI qupath) {
+        qupath.installActions(ActionTools.getAnnotatedActions(new CellBridgeCommands(qupath)));
+    }
+
+    private static String statusText() {
+        return "Server: " + CellBridgeServer.status();
     }
 
     private static final String STAINS_IMAGE = "The image's stain vectors";
@@ -86,12 +124,6 @@ public final class CellBridgeCommands {
     private static final String STAINS_DEFAULT = "QuPath's default H-DAB";
     private static final String CLASSES_THREE = "Negative / 1+ / 2+ / 3+";
     private static final String CLASSES_ONE = "Negative / Positive";
-
-    private static MenuItem item(String text, Runnable action) {
-        MenuItem item = new MenuItem(text);
-        item.setOnAction(e -> action.run());
-        return item;
-    }
 
     // ------------------------------------------------------------------------------------------------- server
 
@@ -110,31 +142,42 @@ public final class CellBridgeCommands {
         }, none -> Dialogs.showInfoNotification(TITLE, "Server stopped"));
     }
 
-    // ---------------------------------------------------------------------------------------------- detection
-
-    private void detect(boolean nuclei) {
-        detect(nuclei ? "Detect and segment nuclei" : "Detect cells", nuclei, null);
+    private void checkServer() {
+        BackgroundTask.<String>start(qupath, "Checking the CellBridge server", task -> {
+            task.progress(-1, "Connecting to the server of " + CellBridgeServer.python().executable());
+            CellBridgeClient client = CellBridgeServer.client();
+            return describe(client.version(), client.listModels());
+        }, text -> Dialogs.showMessageDialog(TITLE, text));
     }
 
+    /** The server check's report: where Python is, what it runs on, and which models it has. */
+    private static String describe(ServerVersion version, List<ModelInfo> models) {
+        String folder = CellBridgePreferences.modelFolderProperty().get();
+        return String.join("\n",
+                CellBridgeServer.status(),
+                "Python " + version.python() + ": " + CellBridgeServer.python().executable(),
+                "cellbridge " + version.cellbridge() + " (protocol " + version.protocol() + "), PyTorch "
+                        + (version.torch() == null ? "unknown" : version.torch()),
+                "Devices: " + String.join(", ", version.devices()),
+                "Model folder: " + (folder == null || folder.isBlank() ? "none (built-in models only)" : folder),
+                "Models: " + models.stream().map(ModelInfo::name).collect(Collectors.joining(", ")));
+    }
+
+    // ---------------------------------------------------------------------------------------------- detection
+
     /** Nuclei with DAB positivity (Negative/1+/2+/3+): QuPath then shows Positive % and H-score per annotation. */
-    private void detectIhc() {
-        ImageData<BufferedImage> imageData = qupath.getImageData();
-        ColorDeconvolutionStains stains = imageData == null ? null : imageData.getColorDeconvolutionStains();
+    private void detectIhc(ImageData<BufferedImage> imageData) {
+        ColorDeconvolutionStains stains = imageData.getColorDeconvolutionStains();
         String imageStains = stains != null && stains.isH_DAB()
                 ? ColorDeconvolutionStains.getColorDeconvolutionStainsAsString(stains, 5) : null;
-        detect("Detect and score IHC nuclei", true, new IhcChoice(imageStains));
+        detect(imageData, "Detect and score IHC nuclei", true, new IhcChoice(imageStains));
     }
 
     /** @param imageStains the image's H-DAB stain vectors as QuPath writes them, or null when it has none */
     private record IhcChoice(String imageStains) {
     }
 
-    private void detect(String title, boolean nuclei, IhcChoice ihc) {
-        ImageData<BufferedImage> imageData = qupath.getImageData();
-        if (imageData == null) {
-            GuiTools.showNoImageError(title);
-            return;
-        }
+    private void detect(ImageData<BufferedImage> imageData, String title, boolean nuclei, IhcChoice ihc) {
         List<PathObject> parents = CellBridge.defaultParents(imageData);
         BackgroundTask.<List<ModelInfo>>start(qupath, "Listing CellBridge models", task -> {
             task.progress(-1, "Connecting to the CellBridge server");
@@ -143,7 +186,7 @@ public final class CellBridgeCommands {
             List<ModelInfo> usable = nuclei ? models.stream().filter(m -> "nuclei".equals(m.task())).toList() : models;
             if (usable.isEmpty()) {
                 Dialogs.showErrorNotification(title, "The server has no " + (nuclei ? "nuclei " : "") + "models; "
-                        + "set a model folder in Extensions > CellBridge > Preferences");
+                        + "set a model folder in Edit > Preferences > CellBridge");
                 return;
             }
             RunSettings settings = askSettings(title, usable, nuclei, ihc);
@@ -171,7 +214,7 @@ public final class CellBridgeCommands {
                 .collect(Collectors.joining("\n"));
         ParameterList params = new ParameterList()
                 .addChoiceParameter("model", "Model", chosen, names, help)
-                .addChoiceParameter("device", "Device", deviceChoice(), PreferencesDialog.devices(),
+                .addChoiceParameter("device", "Device", deviceChoice(), devices(),
                         "auto: CUDA, else MPS, else CPU")
                 .addIntParameter("tileSize", "Tile size", CellBridgePreferences.tileSizeProperty().get(), "px",
                         "Tile size in model pixels (0: the model's)")
@@ -247,6 +290,14 @@ public final class CellBridgeCommands {
         return device == null || device.isBlank() ? "auto" : device.strip();
     }
 
+    /** @return the devices offered in the dialogs, with the preference's own when it is another (e.g. cuda:1) */
+    private static List<String> devices() {
+        List<String> devices = new ArrayList<>(List.of("auto", "cpu", "cuda", "mps"));
+        if (!devices.contains(deviceChoice()))
+            devices.add(deviceChoice());
+        return devices;
+    }
+
     private static String summary(Map<String, Integer> counts) {
         if (counts.isEmpty())
             return "nothing found";
@@ -255,14 +306,9 @@ public final class CellBridgeCommands {
 
     // ----------------------------------------------------------------------------------------- classification
 
-    private void classify() {
+    private void classify(ImageData<BufferedImage> imageData) {
         String title = "Classify detections";
-        ImageData<BufferedImage> imageData = qupath.getImageData();
-        if (imageData == null) {
-            GuiTools.showNoImageError(title);
-            return;
-        }
-        List<PathObject> objects = ObjectFiles.targets(imageData);
+        List<PathObject> objects = DetectionClassifier.targets(imageData);
         if (objects.isEmpty()) {
             Dialogs.showErrorNotification(title, "The image has no detections to classify");
             return;
@@ -272,11 +318,11 @@ public final class CellBridgeCommands {
         if (file == null)
             return;
         Path classifier = file.toPath();
-        BackgroundTask.<Map<String, DetectedObject>>start(qupath, title + " (" + objects.size() + " objects)", task -> {
+        BackgroundTask.<Map<String, PathObject>>start(qupath, title + " (" + objects.size() + " objects)", task -> {
             task.progress(-1, "Classifying with " + classifier.getFileName());
-            return ObjectFiles.classify(objects, classifier, line -> task.progress(-1, line), task::isCancelled);
+            return DetectionClassifier.classify(objects, classifier, line -> task.progress(-1, line), task::isCancelled);
         }, classified -> {
-            int n = ObjectFiles.applyClasses(imageData, objects, classified, classifier);
+            int n = DetectionClassifier.applyClasses(imageData, objects, classified, classifier);
             Dialogs.showInfoNotification(title, n + " objects classified: "
                     + summary(CellBridge.countClasses(objects)));
         });
@@ -284,13 +330,8 @@ public final class CellBridgeCommands {
 
     // ---------------------------------------------------------------------------------------------- training
 
-    private void exportCoco() {
+    private void exportCoco(ImageData<BufferedImage> imageData) {
         String title = "Export training tiles";
-        ImageData<BufferedImage> imageData = qupath.getImageData();
-        if (imageData == null) {
-            GuiTools.showNoImageError(title);
-            return;
-        }
         File dir = FileChoosers.promptForDirectory(qupath.getStage(), "Folder for the training tiles", null);
         if (dir == null)
             return;
@@ -300,13 +341,8 @@ public final class CellBridgeCommands {
         }, coco -> Dialogs.showInfoNotification(title, "Training tiles and COCO JSON written: " + coco));
     }
 
-    private void train() {
+    private void train(Project<BufferedImage> project) {
         String title = "Train a model";
-        Project<BufferedImage> project = qupath.getProject();
-        if (project == null) {
-            Dialogs.showErrorNotification(title, "Open a project first: training uses the annotations of its images");
-            return;
-        }
         List<TrainingData.Kind> kinds = List.of(TrainingData.Kind.values());
         ParameterList params = new ParameterList()
                 .addStringParameter("name", "Model name", "my-nuclei", "Letters, digits, '.', '_' or '-'")
@@ -316,7 +352,7 @@ public final class CellBridgeCommands {
                         "Nuclei: fine-tune this model (name or folder) on your annotations; blank: from scratch")
                 .addIntParameter("epochs", "Epochs", CellBridgePreferences.trainEpochsProperty().get(), "",
                         "Training epochs (each saves a checkpoint; the best epoch is kept)")
-                .addChoiceParameter("device", "Device", deviceChoice(), PreferencesDialog.devices(),
+                .addChoiceParameter("device", "Device", deviceChoice(), devices(),
                         "auto: CUDA, else MPS, else CPU");
         if (!GuiTools.showParameterDialog(title, params))
             return;
@@ -340,67 +376,9 @@ public final class CellBridgeCommands {
                 CellBridgePreferences.modelFolderProperty().set(outParent.toString());
                 note = "; the model folder preference is now " + outParent;
             }
-            if (setFolder && CellBridgeServer.isRunning()) {
+            if (setFolder && CellBridgeServer.isRunning())
                 note += " (the server restarts on the next command to find it)";
-                BackgroundTask.start(qupath, "Stopping the CellBridge server", t -> {
-                    CellBridgeServer.stop();
-                    return null;
-                }, null);
-            }
             Dialogs.showInfoNotification(title, "Model " + name + " written to " + model + note);
         });
-    }
-
-    // ------------------------------------------------------------------------------------------------ GeoJSON
-
-    private void importGeoJson() {
-        String title = "Import QuPath GeoJSON";
-        ImageData<BufferedImage> imageData = qupath.getImageData();
-        if (imageData == null) {
-            GuiTools.showNoImageError(title);
-            return;
-        }
-        File file = FileChoosers.promptForFile(qupath.getStage(), title,
-                FileChoosers.createExtensionFilter("QuPath GeoJSON", "*.geojson", "*.json"));
-        if (file == null)
-            return;
-        BackgroundTask.start(qupath, title, task -> {
-            task.progress(-1, "Reading " + file.getName());
-            return ObjectFiles.importObjects(imageData, file.toPath()).size();
-        }, n -> Dialogs.showInfoNotification(title, n + " objects imported from " + file.getName()));
-    }
-
-    private void exportGeoJson() {
-        String title = "Export QuPath GeoJSON";
-        ImageData<BufferedImage> imageData = qupath.getImageData();
-        if (imageData == null) {
-            GuiTools.showNoImageError(title);
-            return;
-        }
-        List<String> choices = new ArrayList<>(List.of("Detections only", "All objects"));
-        String what = Dialogs.showChoiceDialog(title, "Objects to export", choices, choices.get(0));
-        if (what == null)
-            return;
-        File file = FileChoosers.promptToSaveFile(qupath.getStage(), title, null,
-                FileChoosers.createExtensionFilter("QuPath GeoJSON", "*.geojson"));
-        if (file == null)
-            return;
-        boolean detectionsOnly = choices.get(0).equals(what);
-        BackgroundTask.start(qupath, title, task -> {
-            task.progress(-1, "Writing " + file.getName());
-            return ObjectFiles.exportObjects(imageData, file.toPath(), detectionsOnly);
-        }, n -> Dialogs.showInfoNotification(title, n + " objects written to " + file.getName()));
-    }
-
-    // -------------------------------------------------------------------------------------------- preferences
-
-    private void preferences() {
-        if (PreferencesDialog.show() && CellBridgeServer.isRunning()) {
-            BackgroundTask.start(qupath, "Restarting the CellBridge server", task -> {
-                task.progress(-1, "Restarting with " + CellBridgeServer.python().executable());
-                CellBridgeServer.restart();
-                return CellBridgeServer.status();
-            }, status -> FXUtils.runOnApplicationThread(() -> Dialogs.showInfoNotification(TITLE, "Server " + status)));
-        }
     }
 }

@@ -335,7 +335,8 @@ class CellBridgeClientTest {
     @Test
     void malformedChunkNamesTheChunk() {
         FakeService fake = new FakeService();
-        fake.chunks.add("{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\"}]}");
+        fake.chunks.add("{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"properties\":"
+                + "{\"objectType\":\"detection\"}}]}");
         fake.script.add(FakeService.status("done", 1.0, 1, 1, ""));
         CellBridgeException e = assertThrows(CellBridgeException.class, () -> client(fake).collect("job-1", null, null));
         assertEquals("chunk 0 of job job-1: feature 0: missing geometry", e.getMessage());

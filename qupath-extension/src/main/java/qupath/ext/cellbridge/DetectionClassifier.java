@@ -2,8 +2,6 @@ package qupath.ext.cellbridge;
 
 import qupath.ext.cellbridge.bridge.CellBridgeException;
 import qupath.ext.cellbridge.bridge.CliProcess;
-import qupath.ext.cellbridge.bridge.DetectedObject;
-import qupath.ext.cellbridge.bridge.GeoJsonObjects;
 import qupath.ext.cellbridge.bridge.RunSettings;
 import qupath.lib.images.ImageData;
 import qupath.lib.io.PathIO;
@@ -26,59 +24,15 @@ import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
 
 /**
- * QuPath GeoJSON in and out of an image (with QuPath's own reader and writer, so every file QuPath exports loads and
- * every file CellBridge writes imports unchanged), and classifying detections through {@code cellbridge classify}.
- * Each call that changes an image records a workflow step.
+ * Classifying an image's detections with a CellBridge classifier file through {@code cellbridge classify}: the
+ * detections go out and come back as QuPath GeoJSON (written and read by QuPath's own {@link PathIO}), and their
+ * classes and class probabilities are set on the image's objects, with a workflow step. (Importing and exporting
+ * objects is QuPath's own: File &gt; Import objects from file, File &gt; Export objects as GeoJSON, or
+ * {@code importObjectsFromFile} / {@code exportObjectsToGeoJson} in scripts.)
  */
-public final class ObjectFiles {
+public final class DetectionClassifier {
 
-    private ObjectFiles() {
-    }
-
-    /**
-     * Add the objects of a QuPath GeoJSON file to an image (placed in the hierarchy by their ROIs).
-     * @param imageData the image
-     * @param file a .geojson/.json file (as QuPath or {@code cellbridge} write them)
-     * @return the objects added
-     * @throws CellBridgeException if the file cannot be read
-     */
-    public static List<PathObject> importObjects(ImageData<?> imageData, Path file) {
-        List<PathObject> objects;
-        try {
-            objects = PathIO.readObjects(file);
-        } catch (IOException | RuntimeException e) {
-            throw new CellBridgeException(file + ": cannot import objects: " + e.getMessage(), e);
-        }
-        imageData.getHierarchy().addObjects(objects);
-        imageData.getHistoryWorkflow().addStep(new DefaultScriptableWorkflowStep("Import objects",
-                Map.of("path", file.toString()), "importObjectsFromFile(" + RunSettings.groovyString(file.toString())
-                + ")"));
-        return objects;
-    }
-
-    /**
-     * Write objects of an image as a QuPath GeoJSON FeatureCollection.
-     * @param imageData the image
-     * @param file the output file
-     * @param detectionsOnly true for detections and cells only, false for every object
-     * @return how many objects were written
-     * @throws CellBridgeException if the file cannot be written
-     */
-    public static int exportObjects(ImageData<?> imageData, Path file, boolean detectionsOnly) {
-        PathObjectHierarchy hierarchy = imageData.getHierarchy();
-        Collection<PathObject> objects = detectionsOnly ? hierarchy.getDetectionObjects()
-                : hierarchy.getAllObjects(false);
-        try {
-            PathIO.exportObjectsAsGeoJSON(file, objects, GeoJsonExportOptions.FEATURE_COLLECTION);
-        } catch (IOException e) {
-            throw new CellBridgeException(file + ": cannot export objects: " + e.getMessage(), e);
-        }
-        String objectsScript = detectionsOnly ? "getDetectionObjects()" : "getAllObjects(false)";
-        imageData.getHistoryWorkflow().addStep(new DefaultScriptableWorkflowStep("Export objects as GeoJSON",
-                Map.of("path", file.toString(), "detectionsOnly", detectionsOnly),
-                "exportObjectsToGeoJson(" + objectsScript + ", " + RunSettings.groovyString(file.toString())
-                        + ", 'FEATURE_COLLECTION')"));
-        return objects.size();
+    private DetectionClassifier() {
     }
 
     /**
@@ -91,8 +45,8 @@ public final class ObjectFiles {
      * @return the classified objects by id
      * @throws CellBridgeException with the command's message if it fails
      */
-    public static Map<String, DetectedObject> classify(Collection<PathObject> objects, Path classifier,
-                                                       Consumer<String> lines, BooleanSupplier cancelled) {
+    public static Map<String, PathObject> classify(Collection<PathObject> objects, Path classifier,
+                                                   Consumer<String> lines, BooleanSupplier cancelled) {
         if (objects.isEmpty())
             throw new CellBridgeException("there are no detections to classify");
         if (!Files.isRegularFile(classifier))
@@ -109,16 +63,22 @@ public final class ObjectFiles {
             PathIO.exportObjectsAsGeoJSON(in, objects, GeoJsonExportOptions.FEATURE_COLLECTION);
             CliProcess.run(CellBridgeServer.python(), List.of("classify", in.toString(), "--classifier",
                     classifier.toString(), "--out", out.toString()), lines, cancelled);
-            Map<String, DetectedObject> byId = new HashMap<>();
-            for (DetectedObject object : GeoJsonObjects.read(out)) {
-                if (object.id() != null)
-                    byId.put(object.id(), object);
-            }
+            Map<String, PathObject> byId = new HashMap<>();
+            for (PathObject object : readClassified(out))
+                byId.put(object.getID().toString(), object);
             return byId;
         } catch (IOException e) {
             throw new CellBridgeException("cannot write the detections for classification: " + e.getMessage(), e);
         } finally {
             deleteQuietly(dir);
+        }
+    }
+
+    private static List<PathObject> readClassified(Path file) {
+        try {
+            return PathIO.readObjects(file);
+        } catch (IOException | RuntimeException e) {
+            throw new CellBridgeException(file + ": cannot read the classified detections: " + e.getMessage(), e);
         }
     }
 
@@ -132,22 +92,23 @@ public final class ObjectFiles {
      * @return how many objects got a class
      */
     public static int applyClasses(ImageData<?> imageData, Collection<PathObject> objects,
-                                   Map<String, DetectedObject> classified, Path classifier) {
+                                   Map<String, PathObject> classified, Path classifier) {
         List<PathObject> changed = new ArrayList<>();
         for (PathObject object : objects) {
-            DetectedObject result = classified.get(object.getID().toString());
+            PathObject result = classified.get(object.getID().toString());
             if (result == null)
                 continue;
-            object.setPathClass(PathObjectConverter.pathClass(result.className(), result.color()));
+            object.setPathClass(result.getPathClass());
+            MeasurementList probabilities = result.getMeasurementList();
             try (MeasurementList measurements = object.getMeasurementList()) {
-                for (Map.Entry<String, Double> entry : result.measurements().entrySet()) {
-                    if (entry.getKey().startsWith("Class probability: "))
-                        measurements.put(entry.getKey(), entry.getValue());
+                for (String name : probabilities.getNames()) {
+                    if (name.startsWith("Class probability: "))
+                        measurements.put(name, probabilities.get(name));
                 }
             }
             changed.add(object);
         }
-        imageData.getHierarchy().fireObjectClassificationsChangedEvent(ObjectFiles.class, changed);
+        imageData.getHierarchy().fireObjectClassificationsChangedEvent(DetectionClassifier.class, changed);
         imageData.getHistoryWorkflow().addStep(new DefaultScriptableWorkflowStep("CellBridge classify detections",
                 Map.of("classifier", classifier.toString()), CellBridge.class.getName() + ".classifyDetections("
                 + "getCurrentImageData(), " + RunSettings.groovyString(classifier.toString()) + ")"));
