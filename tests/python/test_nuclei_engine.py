@@ -137,6 +137,33 @@ def test_training_lowers_the_loss_and_exports_a_package(coco_export: Path, tmp_p
     assert len((tmp_path / "m" / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+def test_thresholds_chosen_on_the_validation_images_replace_a_bad_setting(coco_export: Path, tmp_path: Path) -> None:
+    """A model fine-tuned with a peak threshold no centre reaches finds nothing on its validation images; choosing
+    the thresholds on those images picks the best-scoring combination of the grid and writes it into model.json."""
+    from cellbridge.train.keypoints import choose_postprocessing, score_validation
+
+    task = nuclei_task(coco_export, batch_size=2, crop=96, mpp=0.5, single_class="Nucleus",
+                       init="nuclei-brightfield", postprocessing={"peak_threshold": 0.999})
+    task.val_images = task.val_images[:3]
+    fit(task, tiny_config(epochs=1, max_steps_per_epoch=1, lr=1e-5), tmp_path / "m", progress=False)
+    grid = {"peak_threshold": (0.3, 0.6, 0.999), "min_distance": (2, 4)}
+    record = choose_postprocessing(task, tmp_path / "m", grid)
+    spec = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert record["score_before"] == 0.0 and record["score_after"] > 0.2
+    assert len(record["grid"]) == 6 and record["score_after"] == max(row["score"] for row in record["grid"])
+    chosen = {k: spec["postprocessing"][k] for k in grid}
+    assert chosen == record["chosen"] and chosen["peak_threshold"] < 0.5
+    assert spec["postprocessing"]["fg_threshold"] == 0.4            # outside the grid: the init model's, kept
+    assert spec["training"]["thresholds_chosen"]["score_after"] == record["score_after"]
+    from cellbridge.models.package import load_model
+
+    package = load_model(tmp_path / "m")
+    with torch.no_grad():
+        again = score_validation(task.validation_maps(package.module.eval(), torch.device("cpu")),
+                                 package.spec.postprocessing)
+    assert round(again["score"], 4) == record["score_after"]
+
+
 def test_resume_after_interruption_matches_an_uninterrupted_run(coco_export: Path, tmp_path: Path) -> None:
     def task():
         t = nuclei_task(coco_export, batch_size=2, crop=64, params={"depth": 1, "width": 4})

@@ -17,6 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "samples_per_epoch": None, "tile_size": 512, "mpp": None, "single_class": None, "scale_range": "0.8,1.25",
     "stain_jitter": "mild", "init": None, "max_object_size": None, "steps_per_epoch": 0, "seed": 0,
     "downsample": 1.0, "step_size": None, "weight_decay": None, "schedule": None, "distance_map": False,
+    "choose_thresholds": False,
     # settings of model.json's training.config that have no option of their own
     "optimizer": None, "momentum": None, "gamma": None, "params": None,
 }
@@ -68,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distance-map", action="store_const", const=True,
                         help="nuclei: also learn each nucleus's normalised distance to its border (a third map "
                              "that places one seed per nucleus and the split between touching nuclei)")
+    parser.add_argument("--choose-thresholds", action="store_const", const=True,
+                        help="nuclei: after training, choose the post-processing thresholds (peak, minimum "
+                             "distance, foreground) that score best on the validation images, and write them "
+                             "into model.json")
     parser.add_argument("--crop", type=int, help="U-Nets, Mask R-CNN: random training crop (default 256)")
     parser.add_argument("--class-weights",
                         help="semantic: inverse (pixel frequency, default), none, or comma-separated weights "
@@ -247,6 +252,12 @@ def run(args: argparse.Namespace) -> int:
         config = _config(args, lr=0.005, optimizer="sgd", weight_decay=5e-4, step_size=3)
     command = "cellbridge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = fit(task, config, args.out, resume=args.resume, progress=True, command=command)
+    if args.task == "nuclei" and args.choose_thresholds:
+        from cellbridge.train.keypoints import choose_postprocessing
+
+        chosen = choose_postprocessing(task, result.out_dir)
+        print(f"cellbridge train: thresholds chosen on {chosen['on']}: {chosen['chosen']} (validation score "
+              f"{chosen['score_before']} with the previous ones, {chosen['score_after']} now)", file=sys.stderr)
     print(json.dumps({"model": str(result.out_dir), "best_epoch": result.best_epoch,
                       "best_metrics": result.best_metrics, "epochs_run": result.epochs_run,
                       "seconds": round(result.seconds, 1), "device": result.device}, indent=2))

@@ -348,42 +348,102 @@ class NucleiTask:
         finding every nucleus and outlining it well) of the post-processed nuclei, at the model's pixel size.
         Images labelled with points only count for the keypoint scores; the score is the panoptic quality of the
         outlined images, the keypoint F1 of the point images, or their mean when there are both."""
-        from cellbridge.evaluate import aggregate_counts, instance_metrics, keypoint_f1
+        return score_validation(self.validation_maps(module, device), self._spec().postprocessing)
 
+    def validation_maps(self, module: torch.nn.Module, device: torch.device) -> list[ValidationImage]:
+        """The model's maps of each validation image, with what scoring them needs (see `score_validation`)."""
         data = NucleiDataset(self.dataset, self.val_images, self.preprocessing, self.sigma, False, None,
                              factors=self.factors)
-        options = self._spec().postprocessing
-        point_scores, instance_scores, point_only = [], [], []
+        images = []
         for i in range(len(data)):
             item = data[i]
             logits = module(item["image"][None].to(device)).float()
             maps = torch.sigmoid(logits[0, :self.maps]).cpu().numpy()
             record = rescaled_record(self.val_images[i], self.factors.get(self.val_images[i].name, 1.0))
             targets = render_targets(record, data.class_index, self.sigma)
-            labels, _ = segment_nuclei(maps[0], maps[1], None, options, maps[2] if self.maps > 2 else None)
-            valid = item["valid"].numpy() > 0.5
-            score = keypoint_f1(_in_mask(_label_centres(labels), valid), _in_mask(targets.centres, valid), 4.0)
-            point_scores.append(score)
-            if targets.outlined:
-                instance_scores.append(instance_metrics(labels * valid, _instance_labels(record) * valid, 0.5))
-            else:
-                point_only.append(score)
-        points = aggregate_counts(point_scores)
-        metrics = {"keypoint_f1_4px": points["f1"], "precision": points["precision"], "recall": points["recall"]}
-        parts = []
-        if instance_scores:
-            instances = aggregate_counts(instance_scores)
-            mean_iou = float(np.mean([s["mean_matched_iou"] for s in instance_scores if s["tp"] > 0] or [0.0]))
-            metrics.update(panoptic_quality=instances["pq"], instance_f1_iou50=instances["f1"],
-                           mean_matched_iou=mean_iou)
-            parts.append(instances["pq"])
-        if point_only:
-            metrics["point_images_keypoint_f1_4px"] = aggregate_counts(point_only)["f1"]
-            parts.append(metrics["point_images_keypoint_f1_4px"])
-        return {"score": float(np.mean(parts)), **metrics}
+            truth = _instance_labels(record) if targets.outlined else None
+            images.append(ValidationImage(maps, item["valid"].numpy() > 0.5, targets.centres, truth))
+        return images
 
     def spec(self, metrics: dict[str, float]) -> ModelSpec:
         return self._spec(metrics)
+
+
+@dataclass
+class ValidationImage:
+    """One validation image's maps (heatmap, foreground[, distance]), where it is scored, its true centres and,
+    when outlined, its true instance labels."""
+
+    maps: np.ndarray
+    valid: np.ndarray
+    centres: np.ndarray
+    truth: np.ndarray | None
+
+
+def score_validation(images: list[ValidationImage], options: dict[str, Any]) -> dict[str, float]:
+    """The validation metrics (see `NucleiTask.validate`) of the maps post-processed with `options`."""
+    from cellbridge.evaluate import aggregate_counts, instance_metrics, keypoint_f1
+
+    point_scores, instance_scores, point_only = [], [], []
+    for image in images:
+        maps, valid = image.maps, image.valid
+        labels, _ = segment_nuclei(maps[0], maps[1], None, options, maps[2] if len(maps) > 2 else None)
+        score = keypoint_f1(_in_mask(_label_centres(labels), valid), _in_mask(image.centres, valid), 4.0)
+        point_scores.append(score)
+        if image.truth is not None:
+            instance_scores.append(instance_metrics(labels * valid, image.truth * valid, 0.5))
+        else:
+            point_only.append(score)
+    points = aggregate_counts(point_scores)
+    metrics = {"keypoint_f1_4px": points["f1"], "precision": points["precision"], "recall": points["recall"]}
+    parts = []
+    if instance_scores:
+        instances = aggregate_counts(instance_scores)
+        mean_iou = float(np.mean([s["mean_matched_iou"] for s in instance_scores if s["tp"] > 0] or [0.0]))
+        metrics.update(panoptic_quality=instances["pq"], instance_f1_iou50=instances["f1"], mean_matched_iou=mean_iou)
+        parts.append(instances["pq"])
+    if point_only:
+        metrics["point_images_keypoint_f1_4px"] = aggregate_counts(point_only)["f1"]
+        parts.append(metrics["point_images_keypoint_f1_4px"])
+    return {"score": float(np.mean(parts)), **metrics}
+
+
+THRESHOLD_GRID: dict[str, tuple[float, ...]] = {
+    "peak_threshold": (0.3, 0.4, 0.5, 0.6, 0.7),
+    "min_distance": (3, 5, 7),
+    "fg_threshold": (0.4, 0.5),
+}
+
+
+def choose_postprocessing(task: NucleiTask, model_dir: str | Path,
+                          grid: dict[str, tuple[float, ...]] | None = None) -> dict[str, Any]:
+    """Choose the trained package's post-processing thresholds on its own validation images (as StarDist
+    optimises its thresholds): every combination of `grid` is scored with `score_validation` on maps computed
+    once, the best score wins and is written into model.json with the table of scores. Returns the record."""
+    import itertools
+
+    from cellbridge.models.package import load_model, save_model
+
+    package = load_model(model_dir)
+    package.module.eval()
+    with torch.no_grad():
+        images = task.validation_maps(package.module, torch.device("cpu"))
+    grid = grid or THRESHOLD_GRID
+    names = list(grid)
+    base = dict(package.spec.postprocessing)
+    rows = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        options = {**base, **dict(zip(names, values))}
+        rows.append({**dict(zip(names, values)), "score": round(score_validation(images, options)["score"], 4)})
+    best = max(rows, key=lambda r: r["score"])
+    before = round(score_validation(images, base)["score"], 4)
+    spec = package.spec
+    spec.postprocessing = {**base, **{n: best[n] for n in names}}
+    record = {"on": f"{len(images)} validation images", "score_before": before, "score_after": best["score"],
+              "chosen": {n: best[n] for n in names}, "grid": rows}
+    spec.training = {**(spec.training or {}), "thresholds_chosen": record}
+    save_model(model_dir, spec, package.module)
+    return record
 
 
 def _in_mask(points: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -487,7 +547,7 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
     """A nuclei training task from COCO exports, DSB-style folders and/or point folders; images split into
     train/val by a seeded shuffle. `single_class` relabels every nucleus with that one class (needed to mix
     classed and class-less data). `mpp` is the pixel size of the COCO images (tiles exported from slides); the
-    model's pixel size and post-processing are the `init` model's, else `mpp` and the defaults. Images are brought to the model's pixel size from their
+    model's pixel size, post-processing and distance map are the `init` model's, else `mpp` and the defaults. Images are brought to the model's pixel size from their
     own (COCO with `mpp`), else from the one estimated from their nuclei, as a run does on an uncalibrated image.
     """
     paths = [Path(p) for p in (data if isinstance(data, list) else [data])]
@@ -502,6 +562,8 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
         init_spec = read_spec(resolve_model_dir(init))
         mpp = init_spec.mpp or mpp
         postprocessing = {**init_spec.postprocessing, **(postprocessing or {})}
+        if init_spec.params.get("distance_map"):  # keep the maps the starting model has
+            params = {**(params or {"depth": 3, "width": 16}), "distance_map": True}
     if single_class:
         datasets = [merge_classes(d, single_class) for d in datasets]
     classes = sorted({c for d in datasets for c in d.classes})
