@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import uuid
@@ -20,6 +19,7 @@ from cellbridge.cli import batch as batch_cli
 from cellbridge.cli import classify as classify_cli
 from cellbridge.io.qupath_geojson import read_objects
 from cellbridge.synth import SynthConfig, generate_slide
+from batch_runs import batch_options, read_rows
 
 SIZE = 512
 MODEL = "nuclei-he"
@@ -92,14 +92,7 @@ def model_of(name: str):
 
 def options(out: Path, **kwargs) -> BatchOptions:
     kwargs.setdefault("tile_size", SIZE)  # one tile per slide: quick on a CPU
-    run = RunOptions(device="cpu", batch_size=2, **{k: kwargs.pop(k) for k in ("tile_size", "tissue")
-                                                   if k in kwargs})
-    return BatchOptions(MODEL, out, run, progress=False, **kwargs)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    return batch_options(MODEL, out, **kwargs)
 
 
 def test_reads_a_qupath_project_as_qupath_writes_it(tmp_path: Path, slides: list[Path]) -> None:
@@ -153,7 +146,7 @@ def test_cancelling_between_images_keeps_what_is_done(tmp_path: Path, slides: li
 
     with pytest.raises(BatchCancelled, match="run it again"):
         run_batch([project], options(tmp_path / "out"), cancelled=cancelled)
-    assert [r["status"] for r in read_csv(tmp_path / "out" / "counts.csv")] == ["done"]
+    assert [r["status"] for r in read_rows(tmp_path / "out" / "counts.csv")] == ["done"]
     assert [o.status for o in run_batch([project], options(tmp_path / "out")).outcomes] == ["skipped", "done"]
 
 
@@ -173,7 +166,7 @@ def test_batch_writes_geojson_and_counts_and_resumes(tmp_path: Path, slides: lis
     out = tmp_path / "out"
     summary = run_batch([project], options(out))
     assert [o.status for o in summary.outcomes] == ["done"] * 3, summary.to_json()
-    rows = read_csv(out / "counts.csv")
+    rows = read_rows(out / "counts.csv")
     assert [r["image"] for r in rows] == [s.name for s in slides]
     classes = [c for c in rows[0] if c not in ("project", "image", "image_id", "status", "objects", "model",
                                                 "signature", "seconds", "error")]
@@ -195,9 +188,9 @@ def test_batch_writes_geojson_and_counts_and_resumes(tmp_path: Path, slides: lis
     again = run_batch([project], options(out))
     assert [o.status for o in again.outcomes] == ["skipped"] * 3
     assert {o.output: o.output.stat().st_mtime_ns for o in again.outcomes} == stamps
-    assert [int(r["objects"]) for r in read_csv(out / "counts.csv")] == [int(r["objects"]) for r in rows]
+    assert [int(r["objects"]) for r in read_rows(out / "counts.csv")] == [int(r["objects"]) for r in rows]
     # a skipped image keeps the time its run took
-    assert [r["seconds"] for r in read_csv(out / "counts.csv")] == [r["seconds"] for r in rows]
+    assert [r["seconds"] for r in read_rows(out / "counts.csv")] == [r["seconds"] for r in rows]
     assert all(float(r["seconds"]) > 0 for r in rows)
 
     # one output deleted, one made with other parameters: only those two are redone
@@ -208,7 +201,7 @@ def test_batch_writes_geojson_and_counts_and_resumes(tmp_path: Path, slides: lis
     third = run_batch([project], options(out))
     assert [o.status for o in third.outcomes] == ["skipped", "done", "done"]
     assert [o.counts for o in third.outcomes] == [o.counts for o in summary.outcomes]
-    assert [r["status"] for r in read_csv(out / "counts.csv")] == ["skipped", "done", "done"]
+    assert [r["status"] for r in read_rows(out / "counts.csv")] == ["skipped", "done", "done"]
     # other parameters give another signature
     other = BatchOptions(MODEL, out, RunOptions(tile_size=SIZE, tissue=False))
     assert signature_of(run_parameters(other.model, other.run, *model_of(MODEL))) != summary.signature
@@ -247,7 +240,7 @@ def test_a_missing_image_fails_alone(tmp_path: Path, slides: list[Path]) -> None
     assert [o.status for o in summary.outcomes] == ["done", "failed", "done", "failed"]
     assert str(gone) in summary.outcomes[1].error and "does not exist" in summary.outcomes[1].error
     assert "not valid JSON" in summary.outcomes[3].error
-    rows = read_csv(out / "counts.csv")
+    rows = read_rows(out / "counts.csv")
     assert [r["status"] for r in rows] == ["done", "failed", "done", "failed"]
     assert [r["project"] for r in rows] == ["proj", "proj", "proj", "broken"]
     assert rows[1]["objects"] == "" and "does not exist" in rows[1]["error"]

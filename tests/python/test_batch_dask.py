@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -16,11 +15,11 @@ import distributed
 import pytest
 
 from cellbridge.batch import BatchOptions, run_batch
-from cellbridge.pipeline.options import RunOptions
 from cellbridge.batch.distributed import model_loads
 from cellbridge.cli import batch as batch_cli
 from cellbridge.io.qupath_geojson import read_objects
 from cellbridge.synth import SynthConfig, generate_slide
+from batch_runs import batch_options, read_rows
 
 MODEL = "nuclei-he"
 SIZE = 768     # 4 tiles of 512 (overlap 64) per slide: a few seconds each on a CPU, long enough to be killed in
@@ -36,14 +35,7 @@ def slides(tmp_path_factory) -> list[Path]:
 
 
 def options(out: Path, **kwargs) -> BatchOptions:
-    run = RunOptions(device="cpu", batch_size=2, **{k: kwargs.pop(k) for k in ("tile_size", "tissue")
-                                                   if k in kwargs})
-    return BatchOptions(MODEL, out, run, progress=False, **kwargs)
-
-
-def rows_of(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    return batch_options(MODEL, out, **kwargs)
 
 
 def signature_of_objects(path: Path) -> tuple[int, dict[str, int], float]:
@@ -97,7 +89,7 @@ def test_a_worker_killed_mid_run_loses_no_slide_and_runs_none_twice(tmp_path: Pa
     assert [status for _, status in statuses] == ["done"] * 3 + ["failed"] * 2 + ["done"] * 3, summary.to_json()
     assert "broken.tif" in summary.outcomes[3].error or "TIFF" in summary.outcomes[3].error
     assert "does not exist" in summary.outcomes[4].error
-    rows = rows_of(out / "counts.csv")
+    rows = read_rows(out / "counts.csv")
     assert [r["image"] for r in rows] == names and [r["status"] for r in rows] == [s for _, s in statuses]
 
     # the same objects as one after the other in one process; one GeoJSON and one sidecar per slide, no leftovers

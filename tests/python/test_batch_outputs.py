@@ -3,7 +3,6 @@ batches share a folder, and a table that is not a counts table refused before an
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from cellbridge.cli.main import main
 from cellbridge.io.qupath_geojson import read_objects
 from cellbridge.pipeline.options import RunOptions
 from cellbridge.synth import SynthConfig, build_scene, render_region
+from batch_runs import read_rows
 
 MODEL = "classical"
 
@@ -36,9 +36,6 @@ def options(out: Path) -> BatchOptions:
     return BatchOptions(MODEL, out, RunOptions(device="cpu"), progress=False)
 
 
-def rows(csv_path: Path) -> list[dict]:
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_images_whose_safe_names_collide_get_their_own_outputs(images: dict[str, Path], tmp_path: Path) -> None:
@@ -50,7 +47,7 @@ def test_images_whose_safe_names_collide_get_their_own_outputs(images: dict[str,
     for outcome in summary.outcomes:  # each file holds its own image's objects
         assert len(read_objects(outcome.output)) == outcome.objects > 0
     assert len({o.objects for o in summary.outcomes}) > 1
-    assert [r["status"] for r in rows(summary.csv)] == ["done"] * 4
+    assert [r["status"] for r in read_rows(summary.csv)] == ["done"] * 4
 
 
 def test_two_batches_into_one_folder_keep_every_row(images: dict[str, Path], tmp_path: Path) -> None:
@@ -64,7 +61,7 @@ def test_two_batches_into_one_folder_keep_every_row(images: dict[str, Path], tmp
 
     first = run_batch([images["x y.tif"], images["v.tif"]], options(tmp_path), cancelled=run_the_other_batch_first)
     assert first.count("done") == 2 and second[0].count("done") == 2
-    table = rows(tmp_path / "counts.csv")
+    table = read_rows(tmp_path / "counts.csv")
     assert sorted(r["image"] for r in table) == ["v.tif", "w.tif", "w.tiff", "x y.tif"]
     assert all(r["status"] == "done" and int(r["objects"]) > 0 for r in table)
 

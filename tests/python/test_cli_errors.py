@@ -12,6 +12,7 @@ import pytest
 import tifffile
 from cellbridge.cli.main import main
 from cellbridge.synth import SynthConfig, build_scene, render_region
+from damaged_tiffs import blank_tile
 
 PROGRESS_BAR = re.compile(r"\d+%\|")  # tqdm's progress lines, not errors
 
@@ -23,12 +24,9 @@ def files(tmp_path_factory) -> Path:
     rgb = render_region(build_scene(SynthConfig(width=512, height=512, tissue_fraction=0.9, seed=4)), 0, 0, 512, 512)
     cv2.imwrite(str(d / "good.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     tifffile.imwrite(d / "good.tif", rgb, tile=(256, 256), compression="jpeg", photometric="rgb")
-    data = bytearray((d / "good.tif").read_bytes())
-    with tifffile.TiffFile(d / "good.tif") as tif:
-        offset, count = tif.pages[0].dataoffsets[1], tif.pages[0].databytecounts[1]
-    (d / "cut.tif").write_bytes(bytes(data[:len(data) * 3 // 4]))
-    data[offset:offset + count] = bytes(count)  # tile (column 1, row 0) is no longer JPEG
-    (d / "corrupt.tif").write_bytes(bytes(data))
+    data = (d / "good.tif").read_bytes()
+    (d / "cut.tif").write_bytes(data[:len(data) * 3 // 4])
+    blank_tile(d / "good.tif", 1, d / "corrupt.tif")  # tile (column 1, row 0) is no longer JPEG
     (d / "binary.bin").write_bytes(bytes(range(256)) * 40)
     (d / "not-an-image.png").write_text("not an image")
     (d / "a-file").write_text("x")

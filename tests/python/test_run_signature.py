@@ -12,25 +12,9 @@ from cellbridge.batch.signature import run_parameters, signature_of
 from cellbridge.cli import batch as batch_cli
 from cellbridge.pipeline.options import RunOptions
 from cellbridge.server.service import CellBridgeService
+from service_replies import error, value
 
 MODEL = "nuclei-he"  # tile size 512, overlap 64 in its model.json
-
-
-def value(reply: str):
-    data = json.loads(reply)
-    assert data["ok"], data
-    return data["value"]
-
-
-def error(reply: str) -> str:
-    data = json.loads(reply)
-    assert not data["ok"], data
-    return data["error"]
-
-
-@pytest.fixture(scope="module")
-def service() -> CellBridgeService:
-    return CellBridgeService(device="cpu")
 
 
 def request(options: dict | None = None, pixel_size: float | None = None, **fields) -> str:

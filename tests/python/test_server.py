@@ -17,23 +17,7 @@ import pytest
 from cellbridge.io.qupath_geojson import parse_objects
 from cellbridge.server.service import CellBridgeService
 from cellbridge.synth import SynthConfig, build_scene, render_region
-
-
-def value(reply: str):
-    data = json.loads(reply)
-    assert data["ok"], data
-    return data["value"]
-
-
-def error(reply: str) -> str:
-    data = json.loads(reply)
-    assert not data["ok"], data
-    return data["error"]
-
-
-@pytest.fixture(scope="module")
-def service() -> CellBridgeService:
-    return CellBridgeService(device="cpu")
+from service_replies import error, value, wait
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +27,6 @@ def image(tmp_path_factory) -> tuple[Path, np.ndarray]:
     path = tmp_path_factory.mktemp("server") / "image.png"
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return path, rgb
-
-
-def wait(service: CellBridgeService, job: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = value(service.status(job))
-        if status["state"] in ("done", "failed", "cancelled"):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job} did not finish: {status}")
 
 
 def collect(service: CellBridgeService, job: str) -> list:

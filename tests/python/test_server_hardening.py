@@ -22,27 +22,14 @@ from cellbridge.server.service import CellBridgeService
 from cellbridge.server.transport import AUTH_LINE_BYTES, AUTH_SECONDS, INTERFACE_METHODS, entry_point
 from cellbridge.synth import SynthConfig, build_scene, render_region
 from py4j.protocol import escape_new_line, unescape_new_line
+from damaged_tiffs import blank_tile
+from service_replies import wait
 
 MODEL = "classical"
 
 
 def reply(text: str) -> dict:
     return json.loads(text)
-
-
-def wait(service: CellBridgeService, job: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = reply(service.status(job))["value"]
-        if status["state"] not in ("queued", "running"):
-            return status
-        time.sleep(0.02)
-    raise AssertionError(f"job {job} did not finish")
-
-
-@pytest.fixture(scope="module")
-def service() -> CellBridgeService:
-    return CellBridgeService(device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -131,16 +118,13 @@ def test_a_finished_job_holds_no_pixels_and_releases_its_results_once_read(servi
 def test_a_corrupt_tile_fails_the_job_naming_it(service: CellBridgeService, rgb: np.ndarray, tmp_path: Path) -> None:
     path = tmp_path / "corrupt.tif"
     tifffile.imwrite(path, rgb, tile=(256, 256), compression="jpeg", photometric="rgb")
-    data = bytearray(path.read_bytes())
-    with tifffile.TiffFile(path) as tif:
-        offset, count = tif.pages[0].dataoffsets[2], tif.pages[0].databytecounts[2]
-    data[offset:offset + count] = bytes(count)
-    path.write_bytes(bytes(data))
+    blank_tile(path, 2, path)
     status = wait(service, reply(service.submit(request(path, options={"device": "cpu", "tissue": False})))["value"])
     assert status["state"] == "failed"
     assert "corrupt.tif: level 0 tile (column 0, row 1) at x=0, y=256 cannot be decoded" in status["message"]
     cut = tmp_path / "cut.tif"
-    cut.write_bytes(path.read_bytes()[:len(data) * 2 // 3])
+    data = path.read_bytes()
+    cut.write_bytes(data[:len(data) * 2 // 3])
     answer = reply(service.submit(request(cut)))
     assert answer["ok"] is False and "cut.tif: the file is cut short" in answer["error"]
 

@@ -12,6 +12,7 @@ import tifffile
 from cellbridge.errors import CorruptSlideError
 from cellbridge.io.slides import open_slide
 from cellbridge.synth import SynthConfig, build_scene, render_region
+from damaged_tiffs import blank_tile
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +44,7 @@ def test_a_tiff_cut_short_is_refused_naming_the_tile(tmp_path: Path, rgb: np.nda
 def test_a_corrupt_jpeg_tile_fails_the_read_naming_it(tmp_path: Path, rgb: np.ndarray) -> None:
     path = tmp_path / "corrupt.tif"
     tifffile.imwrite(path, rgb, tile=(256, 256), compression="jpeg", photometric="rgb")
-    data = bytearray(path.read_bytes())
-    with tifffile.TiffFile(path) as tif:
-        offset, count = tif.pages[0].dataoffsets[3], tif.pages[0].databytecounts[3]
-    data[offset:offset + count] = bytes(count)
-    path.write_bytes(bytes(data))
+    blank_tile(path, 3, path)
     with open_slide(path) as slide:
         good = slide.read_region(0, 0, 256, 256)  # the intact tiles still read
         assert good.shape == (256, 256, 3) and good.std() > 10
