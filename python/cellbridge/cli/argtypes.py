@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import TypeVar
+
+Number = TypeVar("Number", int, float)
 
 
 def _number(text: str) -> float:
@@ -27,6 +30,13 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+def _checked(value: Number, accepted: bool, requirement: str, text: str) -> Number:
+    """`value` when `accepted`, else argparse's error: the `requirement` and the text given."""
+    if not accepted:
+        raise argparse.ArgumentTypeError(f"{requirement}, got {text!r}")
+    return value
+
+
 def finite_float(text: str) -> float:
     """Any finite number (no NaN or infinity)."""
     return _number(text)
@@ -35,49 +45,37 @@ def finite_float(text: str) -> float:
 def non_negative_float(text: str) -> float:
     """A finite number ≥ 0."""
     value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
+    return _checked(value, value >= 0, "must be 0 or more", text)
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0."""
     value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
-    return value
+    return _checked(value, value > 0, "must be more than 0", text)
 
 
 def positive_int(text: str) -> int:
     """A whole number ≥ 1."""
     value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
-    return value
+    return _checked(value, value >= 1, "must be 1 or more", text)
 
 
 def non_negative_int(text: str) -> int:
     """A whole number ≥ 0."""
     value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
+    return _checked(value, value >= 0, "must be 0 or more", text)
 
 
 def fraction(text: str) -> float:
     """A number in [0, 1]."""
     value = _number(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text!r}")
-    return value
+    return _checked(value, 0 <= value <= 1, "must lie between 0 and 1", text)
 
 
 def in_range(low: float, high: float) -> Callable[[str], float]:
     """A number in [low, high] (e.g. a probability threshold)."""
     def parse(text: str) -> float:
         value = _number(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must lie between {low:g} and {high:g}, got {text!r}")
-        return value
+        return _checked(value, low <= value <= high, f"must lie between {low:g} and {high:g}", text)
     parse.__name__ = f"number in [{low:g}, {high:g}]"
     return parse

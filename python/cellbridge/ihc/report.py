@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ __all__ = ["ReportImage"]
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 REGION_COLOUR = (20, 20, 20)
+LINE_HEIGHT = 22  # pixels from one text line of the table to the next
 
 
 class ReportImage:
@@ -117,38 +118,36 @@ def _outline_regions(canvas: np.ndarray, regions: Sequence[RegionSummary], scale
 def _table(regions: Sequence[RegionSummary], title: str, width: int,
            colours: dict[str, tuple[int, int, int]] | None = None) -> np.ndarray:
     """A white panel: the title, a legend of class colours, then one line per region."""
-    line = 22
     if regions and not any(r.scored for r in regions):
         return _count_table(regions, title, width, colours)
     graded = any(r.graded for r in regions)
     labels = INTENSITY_CLASSES if graded else ("Negative", POSITIVE)
     panel, y = _legend_panel(len(regions), title, width, labels, {})
-    for number, region in enumerate(regions, start=1):
-        y += line
+
+    def heading(region: RegionSummary) -> str:
         counts = "  ".join(f"{label} {region.count(label)}" for label in labels)
-        _text(panel, _ascii(f"{number}. {region.name}: {region.detections} nuclei  ({counts})"), (8, y), 0.5,
-              (0, 0, 0), 1)
-        y += line
+        return f"{region.name}: {region.detections} nuclei  ({counts})"
+
+    def details(region: RegionSummary) -> list[str]:
         density = region.positive_per_mm2
         parts = [f"Positive {_number(region.positive_percent, '%')}"]
         if region.graded:
             parts.append(f"H-score {_number(region.h_score)}")
         parts.append(f"{_number(density)} positive/mm2" if not math.isnan(density) else "density n/a (no pixel size)")
-        parts += _area(region)
-        _text(panel, "    " + "   ".join(parts), (8, y), 0.5, (40, 40, 40), 1)
-    return panel
+        return parts + _area(region)
+
+    return _region_lines(panel, y, regions, heading, details)
 
 
 def _legend_panel(rows: int, title: str, width: int, labels: Sequence[str],
                   colours: dict[str, tuple[int, int, int]]) -> tuple[np.ndarray, int]:
     """A white panel with room for two lines per region, the title and a legend of `labels` in their colours
     (`colours`, else the overlay's); returns it and the legend line's y."""
-    line = 22
-    panel = np.full((line * (3 + 2 * rows) + 10, width, 3), 255, np.uint8)
-    y = line
+    panel = np.full((LINE_HEIGHT * (3 + 2 * rows) + 10, width, 3), 255, np.uint8)
+    y = LINE_HEIGHT
     if title:
         _text(panel, _ascii(title), (8, y), 0.6, (0, 0, 0), 2)
-    y += line
+    y += LINE_HEIGHT
     x = 8
     for label in labels:
         cv2.rectangle(panel, (x, y - 12), (x + 14, y + 2), colours.get(label) or overlay_colour(label, ()), -1)
@@ -170,21 +169,34 @@ def _count_table(regions: Sequence[RegionSummary], title: str, width: int,
                  colours: dict[str, tuple[int, int, int]] | None = None) -> np.ndarray:
     """The panel of an unscored run: the title, a legend of the classes, one line of counts and density per
     region."""
-    line = 22
     labels = sorted({c for r in regions for c in r.class_counts})
     panel, y = _legend_panel(len(regions), title, width, labels, colours or {})
-    for number, region in enumerate(regions, start=1):
-        y += line
+
+    def heading(region: RegionSummary) -> str:
         counts = "  ".join(f"{label} {region.class_counts.get(label, 0)}" for label in labels)
-        _text(panel, _ascii(f"{number}. {region.name}: {region.detections} objects  ({counts})"), (8, y), 0.5,
-              (0, 0, 0), 1)
-        y += line
+        return f"{region.name}: {region.detections} objects  ({counts})"
+
+    def details(region: RegionSummary) -> list[str]:
         density = region.detections_per_mm2
         parts = [f"{_number(density)} objects/mm2" if not math.isnan(density) else "density n/a (no pixel size)"]
         parts += _area(region)
         if region.clip_note:
             parts.append(region.clip_note)
-        _text(panel, _ascii("    " + "   ".join(parts)), (8, y), 0.5, (40, 40, 40), 1)
+        return parts
+
+    return _region_lines(panel, y, regions, heading, details)
+
+
+def _region_lines(panel: np.ndarray, y: int, regions: Sequence[RegionSummary],
+                  heading: Callable[[RegionSummary], str],
+                  details: Callable[[RegionSummary], list[str]]) -> np.ndarray:
+    """Write two lines per region below the legend line `y` of `panel`: its number and `heading`, then its
+    indented `details`; returns the panel."""
+    for number, region in enumerate(regions, start=1):
+        y += LINE_HEIGHT
+        _text(panel, _ascii(f"{number}. {heading(region)}"), (8, y), 0.5, (0, 0, 0), 1)
+        y += LINE_HEIGHT
+        _text(panel, _ascii("    " + "   ".join(details(region))), (8, y), 0.5, (40, 40, 40), 1)
     return panel
 
 
