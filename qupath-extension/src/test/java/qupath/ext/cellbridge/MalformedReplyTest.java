@@ -108,51 +108,57 @@ class MalformedReplyTest {
         return new ImageData<>(new WrappedBufferedImageServer("plain", pixels), ImageData.ImageType.BRIGHTFIELD_H_E);
     }
 
-    private static void assertUnchanged(ImageData<BufferedImage> imageData, PathObject left, PathObject right,
-                                        PathObject earlier, int steps) {
-        assertEquals(Set.of(earlier), Set.copyOf(imageData.getHierarchy().getDetectionObjects()));
-        assertEquals(left, earlier.getParent(), "the earlier detection is still under its annotation");
-        assertTrue(right.getChildObjects().isEmpty());
-        assertEquals(steps, imageData.getHistoryWorkflow().size(), "no workflow step");
+    /**
+     * An image with two annotations side by side and an earlier detection under the left one, and how many workflow
+     * steps it had before the run.
+     */
+    private record TwoAnnotations(ImageData<BufferedImage> imageData, PathObject left, PathObject right,
+                                  PathObject earlier, int steps) {
+
+        static TwoAnnotations withAnEarlierDetection() {
+            ImageData<BufferedImage> imageData = image();
+            PathObject left = PathObjects.createAnnotationObject(ROIs.createRectangleROI(0, 0, 100, 100));
+            PathObject right = PathObjects.createAnnotationObject(ROIs.createRectangleROI(100, 0, 100, 100));
+            imageData.getHierarchy().addObjects(List.of(left, right));
+            PathObject earlier = PathObjects.createDetectionObject(ROIs.createRectangleROI(40, 40, 5, 5));
+            imageData.getHierarchy().addObjectBelowParent(left, earlier, true);
+            return new TwoAnnotations(imageData, left, right, earlier, imageData.getHistoryWorkflow().size());
+        }
+
+        void assertUnchanged() {
+            assertEquals(Set.of(earlier), Set.copyOf(imageData.getHierarchy().getDetectionObjects()));
+            assertEquals(left, earlier.getParent(), "the earlier detection is still under its annotation");
+            assertTrue(right.getChildObjects().isEmpty());
+            assertEquals(steps, imageData.getHistoryWorkflow().size(), "no workflow step");
+        }
     }
 
     @Test
     void aMalformedReplyForTheSecondAnnotationLeavesBothAsTheyWere() {
-        ImageData<BufferedImage> imageData = image();
-        PathObject left = PathObjects.createAnnotationObject(ROIs.createRectangleROI(0, 0, 100, 100));
-        PathObject right = PathObjects.createAnnotationObject(ROIs.createRectangleROI(100, 0, 100, 100));
-        imageData.getHierarchy().addObjects(List.of(left, right));
-        PathObject earlier = PathObjects.createDetectionObject(ROIs.createRectangleROI(40, 40, 5, 5));
-        imageData.getHierarchy().addObjectBelowParent(left, earlier, true);
-        int steps = imageData.getHistoryWorkflow().size();
+        TwoAnnotations scene = TwoAnnotations.withAnEarlierDetection();
         String broken = DETECTION.replace("[[[10, 10], [20, 10], [20, 20], [10, 20], [10, 10]]]", "\"not a ring\"");
         ScriptedServer server = new ScriptedServer(DETECTION, broken);
         CellBridge cellbridge = CellBridge.builder("m").client(CellBridgeClient.of(server)).build();
 
         var e = assertThrows(CellBridgeException.class,
-                () -> cellbridge.detectObjects(imageData, List.of(left, right)));
+                () -> cellbridge.detectObjects(scene.imageData(), List.of(scene.left(), scene.right())));
 
         assertEquals(2, server.submitted.size(), "both annotations were sent");
         assertTrue(e.getMessage().startsWith("chunk 0 of job job2: feature 0 (Polygon): QuPath cannot read it"),
                 e.getMessage());
-        assertUnchanged(imageData, left, right, earlier, steps);
+        scene.assertUnchanged();
     }
 
     @Test
     void aReplyThatIsNotJsonLeavesTheHierarchyAsItWas() {
-        ImageData<BufferedImage> imageData = image();
-        PathObject left = PathObjects.createAnnotationObject(ROIs.createRectangleROI(0, 0, 100, 100));
-        PathObject right = PathObjects.createAnnotationObject(ROIs.createRectangleROI(100, 0, 100, 100));
-        imageData.getHierarchy().addObjects(List.of(left, right));
-        PathObject earlier = PathObjects.createDetectionObject(ROIs.createRectangleROI(40, 40, 5, 5));
-        imageData.getHierarchy().addObjectBelowParent(left, earlier, true);
-        int steps = imageData.getHistoryWorkflow().size();
+        TwoAnnotations scene = TwoAnnotations.withAnEarlierDetection();
         CellBridge cellbridge = CellBridge.builder("m").client(CellBridgeClient.of(
                 new ScriptedServer("{\"type\": \"FeatureCollection\", \"features\": [{"))).build();
 
-        assertThrows(CellBridgeException.class, () -> cellbridge.detectObjects(imageData, List.of(left)));
+        assertThrows(CellBridgeException.class,
+                () -> cellbridge.detectObjects(scene.imageData(), List.of(scene.left())));
 
-        assertUnchanged(imageData, left, right, earlier, steps);
+        scene.assertUnchanged();
     }
 
     @Test

@@ -2,7 +2,6 @@ package qupath.ext.cellbridge.bridge;
 
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
@@ -11,6 +10,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.TestMethodOrder;
 import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import org.locationtech.jts.geom.Coordinate;
 import py4j.ClientServer;
@@ -27,7 +27,6 @@ import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.Collections;
@@ -59,6 +58,9 @@ class EndToEndTest {
     private static final String MODEL = System.getenv().getOrDefault("CELLBRIDGE_E2E_MODEL", "nuclei-he");
     private static final int SIZE = 1024;
 
+    @RegisterExtension
+    static final RunningServer SERVER = new RunningServer();
+
     @TempDir
     static Path dir;
 
@@ -70,20 +72,14 @@ class EndToEndTest {
     private List<DetectedObject> pathBased;
 
     @BeforeAll
-    void startServer() throws Exception {
-        python = PythonEnvironment.fromPath(Path.of(System.getenv("CELLBRIDGE_PYTHON")));
+    void makeSlide() throws Exception {
+        python = SERVER.python();
+        server = SERVER.process();
+        client = SERVER.client();
         slide = dir.resolve("slide.tif");
         truth = dir.resolve("truth.geojson");
         runPython(List.of("-m", "cellbridge", "synth-slide", slide.toString(), "--size", SIZE + "x" + SIZE,
                 "--tissue-fraction", "0.5", "--seed", "7", "--truth", truth.toString()));
-        server = ServerProcess.start(python);
-        client = server.client().withPollInterval(Duration.ofMillis(100));
-    }
-
-    @AfterAll
-    void stopServer() {
-        if (server != null)
-            server.stop();
     }
 
     @Test
@@ -394,15 +390,6 @@ class EndToEndTest {
 
     /** Run the Python with arguments; return its stdout, or fail with its stderr. */
     private String runPython(List<String> arguments) throws IOException, InterruptedException {
-        Path out = Files.createTempFile(dir, "python", ".out");
-        Path err = Files.createTempFile(dir, "python", ".err");
-        Process process = python.processBuilder(arguments).redirectOutput(out.toFile()).redirectError(err.toFile()).start();
-        if (!process.waitFor(300, TimeUnit.SECONDS)) {
-            process.destroyForcibly();
-            fail("python " + arguments + " did not finish within 300 s");
-        }
-        if (process.exitValue() != 0)
-            fail("python " + arguments + " failed with code " + process.exitValue() + ":\n" + Files.readString(err));
-        return Files.readString(out);
+        return Fixtures.runPython(python, dir, arguments);
     }
 }

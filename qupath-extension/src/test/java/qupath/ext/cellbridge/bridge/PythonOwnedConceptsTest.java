@@ -3,31 +3,27 @@ package qupath.ext.cellbridge.bridge;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 /**
  * What Java takes from Python instead of computing itself, against the real server started with
@@ -45,25 +41,12 @@ class PythonOwnedConceptsTest {
     @TempDir
     static Path dir;
 
-    private PythonEnvironment python;
-    private ServerProcess server;
-    private CellBridgeClient client;
-
-    @BeforeAll
-    void startServer() {
-        python = PythonEnvironment.fromPath(Path.of(System.getenv("CELLBRIDGE_PYTHON")));
-        server = ServerProcess.start(python);
-        client = server.client().withPollInterval(Duration.ofMillis(100));
-    }
-
-    @AfterAll
-    void stopServer() {
-        if (server != null)
-            server.stop();
-    }
+    @RegisterExtension
+    static final RunningServer SERVER = new RunningServer();
 
     @Test
     void aRunIsSignedAsCellbridgeBatchSignsTheSameOptions() throws Exception {
+        CellBridgeClient client = SERVER.client();
         Path slide = dir.resolve("slide.tif");
         runPython(List.of("-m", "cellbridge", "synth-slide", slide.toString(), "--size", "256x256",
                 "--tissue-fraction", "0.5", "--seed", "3"));
@@ -91,6 +74,7 @@ class PythonOwnedConceptsTest {
 
     @Test
     void rowsSentFromJavaMakeTheSharedCountsTableFixture() throws IOException {
+        CellBridgeClient client = SERVER.client();
         Path csv = dir.resolve("tables").resolve("counts.csv");
         List<CountsRow> rows = fixtureRows();
         for (CountsRow row : rows)
@@ -129,17 +113,8 @@ class PythonOwnedConceptsTest {
         return rows;
     }
 
+    /** Run the Python with arguments; return its stdout, or fail with its stderr. */
     private String runPython(List<String> arguments) throws IOException, InterruptedException {
-        Path out = Files.createTempFile(dir, "python", ".out");
-        Path err = Files.createTempFile(dir, "python", ".err");
-        Process process = python.processBuilder(arguments).redirectOutput(out.toFile()).redirectError(err.toFile())
-                .start();
-        if (!process.waitFor(300, TimeUnit.SECONDS)) {
-            process.destroyForcibly();
-            fail("python " + arguments + " did not finish within 300 s");
-        }
-        if (process.exitValue() != 0)
-            fail("python " + arguments + " failed with code " + process.exitValue() + ":\n" + Files.readString(err));
-        return Files.readString(out);
+        return Fixtures.runPython(SERVER.python(), dir, arguments);
     }
 }

@@ -1,11 +1,10 @@
 package qupath.ext.cellbridge.bridge;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import org.locationtech.jts.geom.Geometry;
 import org.locationtech.jts.geom.Point;
@@ -13,11 +12,9 @@ import org.locationtech.jts.io.WKTReader;
 
 import javax.imageio.ImageIO;
 import java.awt.image.BufferedImage;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -38,20 +35,8 @@ class RegionTilesEndToEndTest {
     @TempDir
     Path dir;
 
-    private PythonEnvironment python;
-    private ServerProcess server;
-
-    @BeforeAll
-    void start() {
-        python = PythonEnvironment.fromPath(Path.of(System.getenv("CELLBRIDGE_PYTHON")));
-        server = ServerProcess.start(python);
-    }
-
-    @AfterAll
-    void stop() {
-        if (server != null)
-            server.stop();
-    }
+    @RegisterExtension
+    static final RunningServer SERVER = new RunningServer();
 
     @Test
     void tilesInRegionCoordinatesFindTheSameObjectsAsThePath() throws Exception {
@@ -66,7 +51,7 @@ class RegionTilesEndToEndTest {
         BufferedImage image = ImageIO.read(png.toFile());
         Geometry roi = new WKTReader().read("POLYGON ((300 200, 820 260, 700 760, 260 700, 300 200))");
         RunSettings settings = RunSettings.builder(MODEL).device("cpu").build();
-        CellBridgeClient client = server.client();
+        CellBridgeClient client = SERVER.process().client();
 
         JobRequest.Region region = TileGrid.clip(roi.getEnvelopeInternal().getMinX(),
                 roi.getEnvelopeInternal().getMinY(), roi.getEnvelopeInternal().getWidth(),
@@ -98,18 +83,6 @@ class RegionTilesEndToEndTest {
     }
 
     private void python(List<String> arguments) throws Exception {
-        Path err = Files.createTempFile(dir, "python", ".err");
-        Process process = python.processBuilder(arguments).redirectOutput(ProcessBuilder.Redirect.DISCARD)
-                .redirectError(err.toFile()).start();
-        assertTrue(process.waitFor(300, TimeUnit.SECONDS), "python " + arguments + " did not finish");
-        assertEquals(0, process.exitValue(), () -> "python " + arguments + " failed: " + readQuietly(err));
-    }
-
-    private static String readQuietly(Path file) {
-        try {
-            return Files.readString(file);
-        } catch (Exception e) {
-            return "";
-        }
+        Fixtures.runPython(SERVER.python(), dir, arguments);
     }
 }
