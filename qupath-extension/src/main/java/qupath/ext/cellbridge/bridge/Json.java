@@ -75,39 +75,34 @@ final class Json {
     }
 
     static JsonObject object(JsonElement e, String where) {
-        if (e == null || !e.isJsonObject())
-            throw new CellBridgeException(where + " must be a JSON object, not " + kind(e));
-        return e.getAsJsonObject();
+        return require(e, e != null && e.isJsonObject(), where, "a JSON object").getAsJsonObject();
     }
 
     static JsonArray array(JsonElement e, String where) {
-        if (e == null || !e.isJsonArray())
-            throw new CellBridgeException(where + " must be a JSON array, not " + kind(e));
-        return e.getAsJsonArray();
+        return require(e, e != null && e.isJsonArray(), where, "a JSON array").getAsJsonArray();
     }
 
     static String string(JsonObject o, String key, String where) {
         JsonElement e = o.get(key);
-        if (!isString(e))
-            throw new CellBridgeException(where + "." + key + " must be a string, not " + kind(e));
-        return e.getAsString();
+        return require(e, isString(e), where + "." + key, "a string").getAsString();
     }
 
     /** A string, a number as text, or null when absent. */
     static String optionalText(JsonObject o, String key, String where) {
         JsonElement e = o.get(key);
-        if (isMissing(e))
-            return null;
-        if (!e.isJsonPrimitive())
-            throw new CellBridgeException(where + "." + key + " must be a string, not " + kind(e));
-        return e.getAsString();
+        return isMissing(e) ? null : require(e, e.isJsonPrimitive(), where + "." + key, "a string").getAsString();
     }
 
     static double number(JsonObject o, String key, String where) {
         JsonElement e = o.get(key);
-        if (!isNumber(e))
-            throw new CellBridgeException(where + "." + key + " must be a number, not " + kind(e));
-        return e.getAsDouble();
+        return require(e, isNumber(e), where + "." + key, "a number").getAsDouble();
+    }
+
+    /** @return {@code e} when {@code accepted}, else an error saying that {@code where} must be {@code what} */
+    private static JsonElement require(JsonElement e, boolean accepted, String where, String what) {
+        if (!accepted)
+            throw new CellBridgeException(where + " must be " + what + ", not " + kind(e));
+        return e;
     }
 
     static Double optionalNumber(JsonObject o, String key, String where) {
