@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,19 +14,11 @@ import pytest
 from cellbridge.geometry import rasterize
 from cellbridge.io.qupath_geojson import read_objects
 from cellbridge.synth import SynthConfig, build_scene, render_region
+from benchmark_scripts import load_benchmark, script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "qupath_builtin.py"
+SCRIPT = script("qupath_builtin")
 
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("qupath_builtin", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark = _load_benchmark()
+benchmark = load_benchmark("qupath_builtin")
 try:
     benchmark.qupath_environment()
     UNAVAILABLE = ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -12,15 +11,7 @@ from shapely.geometry import Point
 from cellbridge.io.qupath_geojson import read_objects, write_objects
 from cellbridge.objects import PathObject
 from cellbridge.synth import SynthConfig, generate_slide
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "slide_sanity.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("slide_sanity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark
 
 
 def test_stroma_outlined_as_nuclei_is_counted_below_the_nuclear_range(tmp_path: Path) -> None:
@@ -37,7 +28,7 @@ def test_stroma_outlined_as_nuclei_is_counted_below_the_nuclear_range(tmp_path: 
             occupied.append(candidate.buffer(2))
     run = tmp_path / "run.geojson"
     write_objects([PathObject(n.geometry) for n in nuclei] + stroma, run)
-    numbers = _load().sanity(result.path, run, tmp_path / "crop.png", (0, 0, 400, 300))
+    numbers = load_benchmark("slide_sanity").sanity(result.path, run, tmp_path / "crop.png", (0, 0, 400, 300))
     assert numbers["objects"] == len(nuclei) + 40
     assert numbers["below_nuclear_range"] == 40, numbers  # every stroma circle, no true nucleus
     crop = cv2.imread(str(tmp_path / "crop.png"))
