@@ -13,9 +13,9 @@ import pytest
 
 from cellbridge.errors import DatasetError
 from cellbridge.evaluate.nuclei import evaluate_nuclei, read_label_folder, read_nuclei_truth
-from cellbridge.geometry import rasterize
 from cellbridge.objects import PathObject
 from cellbridge.synth import SynthConfig, build_scene, render_region
+from scene_labels import instance_labels
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,7 @@ def folder(tmp_path_factory) -> Path:
     rows = ["name,width,height,n_nuclei,modality"]
     for seed in (31, 32):
         scene = build_scene(SynthConfig(width=320, height=256, tissue_fraction=1.0, seed=seed))
-        labels = np.zeros((256, 320), np.uint16)
-        for i in range(len(scene)):
-            labels[rasterize(scene.polygon(i), labels.shape)] = i + 1
+        labels = instance_labels(scene, 320, 256)
         name = f"synthetic{seed}"
         cv2.imwrite(str(root / "images" / f"{name}.png"), cv2.cvtColor(render_region(scene, 0, 0, 320, 256),
                                                                         cv2.COLOR_RGB2BGR))

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
-from cellbridge.geometry import rasterize
 from cellbridge.io.qupath_geojson import read_objects
 from cellbridge.synth import SynthConfig, build_scene, render_region
 from benchmark_scripts import load_benchmark, script
+from scene_labels import instance_labels
 
 SCRIPT = script("qupath_builtin")
 
@@ -35,9 +34,7 @@ def he_folder(tmp_path_factory) -> Path:
         (root / sub).mkdir()
     for seed in (10, 11):
         scene = build_scene(SynthConfig(width=256, height=256, tissue_fraction=1.0, seed=seed))
-        labels = np.zeros((256, 256), np.uint16)
-        for i in range(len(scene)):
-            labels[rasterize(scene.polygon(i), labels.shape)] = i + 1
+        labels = instance_labels(scene, 256, 256)
         rgb = render_region(scene, 0, 0, 256, 256)
         cv2.imwrite(str(root / "images" / f"{seed}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(root / "labels" / f"{seed}.png"), labels)
