@@ -3,7 +3,6 @@ coordinates, class-aware NMS, weights/model.json mismatches, training areas, aug
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -34,13 +33,7 @@ TINY = {"width": 8, "fpn_channels": 32, "representation_size": 128}
 CLASSES = ["round", "square"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: tests run two at a time on two cores, and oversubscribed threads are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_spec(**changes: object) -> ModelSpec:

@@ -60,12 +60,7 @@ from shapely.geometry import box, shape
 SMEAR_NAMES = [c.name for c in SMEAR_CLASSES]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tile_view(array: np.ndarray, tile, fill: float) -> np.ndarray:
