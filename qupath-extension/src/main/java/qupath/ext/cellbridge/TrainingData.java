@@ -43,7 +43,7 @@ public final class TrainingData {
     /** What "Train a model" can train. */
     public enum Kind {
         /** Nucleus segmentation (keypoint U-Net + watershed): a "nuclei" model. */
-        NUCLEI("keypoints", "Nuclei (segmentation U-Net)"),
+        NUCLEI("nuclei", "Nuclei (segmentation U-Net)"),
         /** Object detection (Faster R-CNN boxes): a "detect" model. */
         DETECTOR("detect", "Objects (box detector)");
 

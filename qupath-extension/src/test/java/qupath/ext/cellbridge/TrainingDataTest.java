@@ -96,6 +96,8 @@ class TrainingDataTest {
         JsonObject packaged = JsonParser.parseString(Files.readString(model.resolve("model.json"))).getAsJsonObject();
         assertTrue(Files.isRegularFile(model.resolve("weights.pt")), String.join("\n", output));
         assertEquals("mini", packaged.get("name").getAsString());
+        // one task vocabulary: the task training was asked for is the task of the model it packaged
+        assertEquals(TrainingData.Kind.NUCLEI.cliTask(), packaged.get("task").getAsString());
         assertTrue(packaged.toString().contains("Immune cells"), packaged.toString());
     }
 }

@@ -60,7 +60,7 @@ public final class CliProcess {
     /**
      * Run {@code python -m cellbridge} with arguments and wait for it.
      * @param python the Python with cellbridge installed
-     * @param arguments the command and its arguments, e.g. {@code ["train", "--task", "keypoints", ...]}
+     * @param arguments the command and its arguments, e.g. {@code ["train", "--task", "nuclei", ...]}
      * @param lines told each output line, on a reader thread (may be null)
      * @param cancelled polled while waiting; when it returns true the process is stopped (may be null)
      * @return the output
