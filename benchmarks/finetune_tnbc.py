@@ -1,10 +1,12 @@
 """Fine-tuning a nucleus model on a lab's own few images, shown on TNBC: train on 5 images, score the other 5.
 
-    .venv/bin/python benchmarks/finetune_tnbc.py [--model nuclei-brightfield] [--out /tmp/tnbc-finetune]
+    .venv/bin/python benchmarks/finetune_tnbc.py [--model nuclei-brightfield] [--trainable all|decoder|head]
+                                               [--fold 1|2] [--out /tmp/tnbc-finetune]
 
 Prints one table (F1 at IoU 0.5, precision, recall, mean matched IoU, PQ on the 5 held-out images) before and after
-fine-tuning, the training time and the exact command. The 5 training images are the first five ids in sorted order;
-they are linked into a folder of their own, as a lab's folder of annotated images would be. Needs
+fine-tuning, the training time and the exact command. The 5 training images are the first five ids in sorted order
+(fold 1) or the last five (fold 2), scored on the other five; they are linked into a folder of their own, as a
+lab's folder of annotated images would be. Needs
 ../shared/data/tnbc (real 40x H&E, CC BY 4.0); nothing is copied into the repository.
 """
 
@@ -40,12 +42,16 @@ def score(model: str, ids: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="nuclei-brightfield")
+    parser.add_argument("--trainable", choices=["all", "decoder", "head"], default="all",
+                        help="the part of the U-Net that learns (train --trainable)")
+    parser.add_argument("--fold", type=int, choices=[1, 2], default=1,
+                        help="1: train on the first five images, score the last five; 2: the other way round")
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="tnbc-finetune-")))
     args = parser.parse_args()
     if not (DATA / "images").is_dir():
         raise SystemExit(f"{DATA}: not found (needs ../shared/data/tnbc)")
     ids = sorted(p.stem for p in (DATA / "images").glob("*.png"))
-    train_ids, test_ids = ids[:5], ids[5:]
+    train_ids, test_ids = (ids[:5], ids[5:]) if args.fold == 1 else (ids[5:], ids[:5])
     folder = args.out / "train-images"
     for sub in ("images", "labels"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -56,7 +62,7 @@ def main() -> None:
     before = score(args.model, test_ids)
     model_dir = args.out / "model"
     command = ["train", "--task", "nuclei", "--data", str(folder), "--init", args.model, "--out", str(model_dir),
-               *RECIPE]
+               *RECIPE, "--trainable", args.trainable]
     started = time.perf_counter()
     cellbridge(*command)
     minutes = (time.perf_counter() - started) / 60

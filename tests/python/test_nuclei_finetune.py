@@ -14,6 +14,7 @@ import pytest
 import torch
 from cellbridge.datasets.points import in_test_split, read_point_folder
 from cellbridge.datasets.records import ImageRecord
+from cellbridge.errors import DatasetError
 from cellbridge.geometry import rasterize
 from cellbridge.models import DEFAULT_NUCLEI_MODEL
 from cellbridge.models.package import read_spec, resolve_model_dir
@@ -116,3 +117,32 @@ def test_fine_tuning_the_default_model_lowers_the_loss_and_the_cli_runs_it(folde
                            "--pixel-size", "0.5", "--device", "cpu", "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["type"] == "FeatureCollection"
+
+
+def test_training_only_the_head_keeps_every_other_weight_and_batch_norm_statistic(folders, tmp_path: Path) -> None:
+    outlines, _ = folders
+    task = nuclei_task([outlines], batch_size=2, crop=96, val_split=0.2, init=DEFAULT_NUCLEI_MODEL,
+                       augment=False, trainable="head", progress=False)
+    start = task.build_module().state_dict()
+    config = TrainConfig(epochs=2, lr=1e-2, optimizer="adamw", step_size=0, weight_decay=0.0, max_steps_per_epoch=2,
+                         device="cpu")
+    fit(task, config, tmp_path / "head", progress=False)
+    tuned = torch.load(tmp_path / "head" / "weights.pt", weights_only=True)
+    changed = {name for name, value in start.items() if not torch.equal(value, tuned[name])}
+    assert changed == {"head.weight", "head.bias"}          # running means/variances of every block unchanged too
+    spec = json.loads((tmp_path / "head" / "model.json").read_text())
+    assert spec["training"]["trainable"] == "head"
+    decoder = nuclei_task([outlines], batch_size=2, crop=96, init=DEFAULT_NUCLEI_MODEL, trainable="decoder",
+                          progress=False).build_module()
+    learning = {name for name, p in decoder.named_parameters() if p.requires_grad}
+    assert learning and all(name.startswith(("up.", "merge.", "head.")) for name in learning)
+    decoder.train()
+    assert not decoder.down[0][1].training and decoder.merge[0][1].training
+
+
+def test_training_only_a_part_needs_a_model_to_start_from(folders) -> None:
+    outlines, _ = folders
+    with pytest.raises(DatasetError, match="needs --init"):
+        nuclei_task([outlines], trainable="head", progress=False)
+    with pytest.raises(DatasetError, match="unknown trainable part 'encoder'"):
+        nuclei_task([outlines], init=DEFAULT_NUCLEI_MODEL, trainable="encoder", progress=False)

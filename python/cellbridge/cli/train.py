@@ -17,7 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "samples_per_epoch": None, "tile_size": 512, "mpp": None, "single_class": None, "scale_range": "0.8,1.25",
     "stain_jitter": "mild", "init": None, "max_object_size": None, "steps_per_epoch": 0, "seed": 0,
     "downsample": 1.0, "step_size": None, "weight_decay": None, "schedule": None, "distance_map": False,
-    "choose_thresholds": False,
+    "choose_thresholds": False, "trainable": "all",
     # settings of model.json's training.config that have no option of their own
     "optimizer": None, "momentum": None, "gamma": None, "params": None,
 }
@@ -98,6 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nuclei: colour / HED stain augmentation strength (default mild)")
     parser.add_argument("--init", help="nuclei: start from this nuclei model's weights where shapes match "
                         "(e.g. nuclei-he; the head is new when the class count differs)")
+    parser.add_argument("--trainable", choices=["all", "decoder", "head"],
+                        help="nuclei, with --init: the part of the U-Net that learns (default all); the rest keeps "
+                             "the init model's weights and batch-norm statistics. head (the output layer only) "
+                             "suits a few images of tissue like the model's own")
     parser.add_argument("--max-object-size", type=float, help="nuclei: largest nucleus diameter in model pixels, "
                         "recorded in model.json postprocessing (sets the tile overlap)")
     parser.add_argument("--split", default="train", choices=["train", "test", "all"],
@@ -220,6 +224,9 @@ def run(args: argparse.Namespace) -> int:
     args = resolve_options(args)
     _check_paths(args)
     name = args.name or Path(args.out).name
+    if args.trainable != "all" and args.task != "nuclei":
+        from cellbridge.errors import CellBridgeError
+        raise CellBridgeError(f"--trainable is for nuclei models (--task nuclei), not {args.task}")
     if args.task == "nuclei":
         from cellbridge.train.keypoints import nuclei_task
 
@@ -231,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
                            modality=args.modality, single_class=args.single_class,
                            scale=_pair(args.scale_range, "--scale-range"), stain=args.stain_jitter, init=args.init,
                            postprocessing={"max_object_size": args.max_object_size} if args.max_object_size else None,
-                           split=args.split)
+                           split=args.split, trainable=args.trainable)
         config = _config(args, lr=0.002, optimizer="adamw", weight_decay=1e-4, step_size=0,
                          schedule="cosine" if (args.schedule or "cosine") == "cosine" else "step")
     elif args.task in ("semantic", "instance"):

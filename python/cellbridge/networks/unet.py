@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from cellbridge.models.package import ModelSpec
 
 
+TRAINABLE_PARTS = ("all", "decoder", "head")
+
+
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
@@ -42,6 +45,24 @@ class UNet(nn.Module):
                                  for k in range(depth, 0, -1)])
         self.merge = nn.ModuleList([_block(2 * widths[k - 1], widths[k - 1]) for k in range(depth, 0, -1)])
         self.head = nn.Conv2d(widths[0], out_channels, 1)
+        self._fixed: list[nn.Module] = []   # parts kept as they are while training (see `train_only`)
+
+    def train_only(self, part: str) -> None:
+        """Let only `part` learn: "all", "decoder" (the up path and the head) or "head" (the 1×1 output
+        convolution). The other parts keep their weights and their batch-norm statistics (they stay in eval
+        mode while the rest trains), as fine-tuning on a few images needs."""
+        if part not in TRAINABLE_PARTS:
+            raise ValueError(f"unknown trainable part {part!r}; use {', '.join(TRAINABLE_PARTS)}")
+        self._fixed = {"all": [], "decoder": [self.down], "head": [self.down, self.up, self.merge]}[part]
+        for fixed in self._fixed:
+            fixed.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "UNet":
+        super().train(mode)
+        for fixed in self._fixed:
+            fixed.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -32,7 +32,7 @@ from cellbridge.errors import DatasetError
 from cellbridge.geometry import rasterize
 from cellbridge.models.package import ModelSpec
 from cellbridge.models.preprocess import preprocess_image
-from cellbridge.networks.unet import build_nuclei_unet
+from cellbridge.networks.unet import TRAINABLE_PARTS, build_nuclei_unet
 
 IGNORE = -100  # class target of pixels without a class (torch's cross-entropy ignore_index)
 
@@ -303,6 +303,7 @@ class NucleiTask:
     init: str | None = None                    # model package whose matching weights start the training
     postprocessing: dict[str, Any] = field(default_factory=dict)  # model.json postprocessing overrides
     factors: dict[str, float] = field(default_factory=dict)  # image name → resize to the model's pixel size
+    trainable: str = "all"                     # the part of the U-Net that learns (see UNet.train_only)
 
     @property
     def maps(self) -> int:
@@ -323,12 +324,15 @@ class NucleiTask:
                                          **self.postprocessing},
                          training={"task": "keypoints", "data": self.data_summary, "sigma": self.sigma,
                                    "augmentation": {"scale": list(self.scale), "stain": self.stain},
-                                   **({"init": self.init} if self.init else {}), "metrics": metrics or {}})
+                                   **({"init": self.init} if self.init else {}),
+                                   **({"trainable": self.trainable} if self.trainable != "all" else {}),
+                                   "metrics": metrics or {}})
 
     def build_module(self) -> torch.nn.Module:
         module = build_nuclei_unet(self._spec())
         if self.init:
             _load_matching(module, self.init)
+        module.train_only(self.trainable)
         return module
 
     def train_loader(self) -> DataLoader:
@@ -542,14 +546,20 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
                 seed: int = 0, workers: int = 0, augment: bool = True, name: str | None = None,
                 mpp: float | None = None, modality: str | None = None, single_class: str | None = None,
                 scale: tuple[float, float] = (0.8, 1.25), stain: str = "mild", init: str | None = None,
-                postprocessing: dict[str, Any] | None = None, split: str = "train",
+                postprocessing: dict[str, Any] | None = None, split: str = "train", trainable: str = "all",
                 progress: bool = True) -> NucleiTask:
     """A nuclei training task from COCO exports, DSB-style folders and/or point folders; images split into
     train/val by a seeded shuffle. `single_class` relabels every nucleus with that one class (needed to mix
     classed and class-less data). `mpp` is the pixel size of the COCO images (tiles exported from slides); the
-    model's pixel size, post-processing and distance map are the `init` model's, else `mpp` and the defaults. Images are brought to the model's pixel size from their
-    own (COCO with `mpp`), else from the one estimated from their nuclei, as a run does on an uncalibrated image.
+    model's pixel size, post-processing and distance map are the `init` model's, else `mpp` and the defaults. Images
+    are brought to the model's pixel size from their own (COCO with `mpp`), else from the one estimated from their
+    nuclei, as a run does on an uncalibrated image. `trainable` is the part of the U-Net that learns: all, decoder
+    or head (the rest keeps the `init` model's weights and batch-norm statistics).
     """
+    if trainable not in TRAINABLE_PARTS:
+        raise DatasetError(f"unknown trainable part {trainable!r}; use {', '.join(TRAINABLE_PARTS)}")
+    if trainable != "all" and not init:
+        raise DatasetError(f"training only the {trainable} needs --init: the model to fine-tune")
     paths = [Path(p) for p in (data if isinstance(data, list) else [data])]
     datasets = read_nuclei_data(paths, modality, split)
     for source, dataset in zip(paths, datasets):
@@ -595,4 +605,5 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
     return NucleiTask(dataset, train, val, name=name or "nuclei", preprocessing=mode,
                       params=params or {"depth": 3, "width": 16}, sigma=sigma, batch_size=batch_size, crop=crop,
                       workers=workers, augment=augment, mpp=mpp, data_summary=summary, scale=tuple(scale),
-                      stain=stain, init=init, postprocessing=dict(postprocessing or {}), factors=factors)
+                      stain=stain, init=init, postprocessing=dict(postprocessing or {}), factors=factors,
+                      trainable=trainable)
