@@ -34,5 +34,6 @@ def probability_maps(logits: torch.Tensor, maps: int = 2) -> list:
 
 
 def to_maps(probs: torch.Tensor) -> list:
-    """A batch of probability maps as per-tile float16 arrays on the CPU."""
-    return list(probs.to(torch.float16).cpu().numpy())
+    """A batch of probability maps as per-tile float16 arrays on the CPU, C-contiguous (whatever the memory
+    format of the model's output)."""
+    return list(probs.to(torch.float16).contiguous().cpu().numpy())
