@@ -137,6 +137,21 @@ def test_batch_writes_into_the_project_replacing_only_its_own_objects(qupath, tm
     assert seen["metadata"]["cellbridge.signature"] == cells.signature
 
 
+def test_the_cli_prints_one_json_document_with_quPaths_log_kept_off_stdout(qupath, tmp_path: Path) -> None:
+    """QuPath's classes log DEBUG lines on stdout when nothing configures their logger: not into the result."""
+    qpproj = _new_project(tmp_path / "project", _plain_tiff(tmp_path / "slide.tif", seed=24, size=128))
+    env = {**os.environ, "PAQUO_QUPATH_DIR": qupath["PAQUO_QUPATH_DIR"], "PYTHONPATH": str(REPO / "python")}
+
+    result = subprocess.run([sys.executable, "-m", "cellbridge", "batch", str(qpproj), "--model", "nuclei-he",
+                             "--device", "cpu", "--out-dir", str(tmp_path / "out"), "--write-to-project"],
+                            capture_output=True, text=True, env=env)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert (summary["done"], summary["failed"]) == (1, 0)
+    assert _objects(qpproj)["detections"] == summary["objects"] + 1
+
+
 def test_an_interrupted_write_is_cleaned_up_by_the_next_run(qupath, tmp_path: Path) -> None:
     """The ID file lists old and new objects before the data is written: a rerun removes both, adds once."""
     from cellbridge.batch.project_writer import OBJECTS_FILE

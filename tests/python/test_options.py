@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -82,6 +83,20 @@ def test_batch_and_server_report_the_same_scale(png: Path, tmp_path: Path) -> No
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert status["state"] == "done" and status["scale"] == sidecar["scale"]
+
+
+def test_batch_prints_its_estimate_on_a_line_of_its_own_above_the_progress_bar(png: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "python")}
+    done = subprocess.run([sys.executable, "-m", "cellbridge", "batch", str(png), "--model", "classical",
+                           "--device", "cpu", "--out-dir", str(tmp_path)], capture_output=True, text=True, env=env)
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.replace("\r", "\n").splitlines()
+    assert any(line.startswith("WARNING cellbridge.pipeline.image_scale: uncalibrated.png: pixel size estimated")
+               for line in lines), done.stderr
 
 
 # ---- implausible pixel sizes never plan runaway work ---------------------------------------------------------------

@@ -254,6 +254,20 @@ def test_token_file_never_follows_a_link_or_overwrites_a_file(tmp_path: Path, se
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.is_symlink()} == before
 
 
+def test_token_file_in_a_missing_folder_gets_a_private_folder(tmp_path: Path) -> None:
+    from cellbridge.cli.serve import remove_token_file, write_token_file
+
+    path = tmp_path / "home" / ".cellbridge" / "token"
+
+    identity = write_token_file(path, "t" * 32)
+
+    assert path.read_text() == "t" * 32
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    remove_token_file(path, identity)
+    assert not path.exists()
+
+
 def test_serve_exits_when_its_parent_dies(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     process = subprocess.Popen([sys.executable, "-m", "cellbridge", "serve", "--parent-pid", str(parent.pid),

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cellbridge.batch.projects import ProjectError, ProjectImage, paquo_available
+from cellbridge.batch.projects import ProjectError, ProjectImage, paquo_available, start_paquo_quietly
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.atomic import atomic_write
 
@@ -78,6 +78,7 @@ class ProjectWriter:
 
     def write(self, image: ProjectImage, geojson: Path) -> WriteResult:
         """Replace the objects of an earlier write in `image`'s entry by those of `geojson`; atomic per image."""
+        start_paquo_quietly()
         from paquo.java import ArrayList, ByteArrayOutputStream, PathIO  # type: ignore[import-not-found]
         from paquo.java import File as JavaFile
 

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -257,7 +258,42 @@ def paquo_available() -> bool:
     return True
 
 
+def start_paquo_quietly() -> None:
+    """Start paquo's JVM with the QuPath classes' log kept off stdout, where a command prints its one JSON
+    document: while the JVM starts (QuPath's classes log as they load) file descriptor 1 points at stderr, and
+    afterwards logback (QuPath's logger) prints warnings and errors only, on stderr. Without a logback
+    configuration it would print every DEBUG line on stdout."""
+    if "paquo.java" not in sys.modules:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            import paquo.java  # type: ignore[import-not-found]  # noqa: F401  (starts the JVM)
+            import paquo.projects  # type: ignore[import-not-found]  # noqa: F401  (sets QuPath's log level)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+    from jpype import JClass  # type: ignore[import-not-found]
+
+    root = JClass("org.slf4j.LoggerFactory").getLogger("ROOT")
+    try:
+        if not isinstance(root, JClass("ch.qos.logback.classic.Logger")):
+            return
+        level, console = JClass("ch.qos.logback.classic.Level"), JClass("ch.qos.logback.core.ConsoleAppender")
+    except Exception:  # another slf4j binding: its own configuration stands
+        return
+    root.setLevel(level.WARN)
+    appenders = root.iteratorForAppenders()
+    while appenders.hasNext():
+        appender = appenders.next()
+        if isinstance(appender, console) and str(appender.getTarget()) != "System.err":
+            appender.stop()
+            appender.setTarget("System.err")
+            appender.start()
+
+
 def _read_with_paquo(file: Path) -> QuPathProject:
+    start_paquo_quietly()
     from paquo.projects import QuPathProject as PaquoProject  # type: ignore[import-not-found]
 
     images = []

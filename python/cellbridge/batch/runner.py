@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cellbridge.batch.counts import CountsRow, SharedCountsTable
 from cellbridge.batch.projects import ProjectError, ProjectImage, QuPathProject, read_project
@@ -189,25 +190,26 @@ def run_batch(inputs: Sequence[str | os.PathLike[str]], options: BatchOptions,
         bar.set_postfix_str(f"{outcome.project}: {outcome.image}", refresh=False)
         bar.update()
 
-    try:
-        for index in sorted(outcomes):  # skipped images: their project data may still lack this run's objects
-            if writer is not None and outcomes[index].status == "skipped" and outcomes[index].output is not None:
-                _write_into_project(writer, images[index], outcomes[index])
-        table.put([_row(outcomes[i], options.model, signature) for i in sorted(outcomes)])
-        bar.update(len(outcomes))
-        if options.scheduler:
-            from cellbridge.batch.distributed import run_on_dask
+    with logging_redirect_tqdm():   # a log line (a scale estimate) above the bar, not glued to it
+        try:
+            for index in sorted(outcomes):  # skipped images: their project data may still lack this run's objects
+                if writer is not None and outcomes[index].status == "skipped" and outcomes[index].output is not None:
+                    _write_into_project(writer, images[index], outcomes[index])
+            table.put([_row(outcomes[i], options.model, signature) for i in sorted(outcomes)])
+            bar.update(len(outcomes))
+            if options.scheduler:
+                from cellbridge.batch.distributed import run_on_dask
 
-            results = run_on_dask(runner, to_run, cancelled)
-        else:
-            results = _run_here(runner, to_run, cancelled)
-        for index, outcome in results:
-            record(index, outcome)
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-        table.arrange(keys)
+                results = run_on_dask(runner, to_run, cancelled)
+            else:
+                results = _run_here(runner, to_run, cancelled)
+            for index, outcome in results:
+                record(index, outcome)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+            table.arrange(keys)
     return BatchSummary([outcomes[i] for i in range(len(keys))], csv_path, signature, parameters)
 
 

@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "when ready: port, pid, version. Exits when its parent process dies, after --idle-timeout "
                     "seconds without calls, or on shutdown().")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default 0: any free port)")
-    parser.add_argument("--token-file", help="write the auth token here (mode 0600): a new file or an empty one "
-                        "of this user, never a symbolic link; removed when the server exits")
+    parser.add_argument("--token-file", help="write the auth token here (mode 0600; a missing folder is made, "
+                        "mode 0700): a new file or an empty one of this user, never a symbolic link; removed when "
+                        "the server exits")
     parser.add_argument("--device", default="auto", help="default device: auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="exit after this many idle seconds "
                         "(0: never)")
@@ -39,10 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def write_token_file(path: Path, token: str) -> tuple[int, int]:
     """Write the token into `path` with mode 0600: a new file, or an empty regular file of this user (as the
-    launcher creates it). Never follows a symlink and never overwrites a file holding anything; returns the
-    file's (device, inode) so that it can be removed on exit."""
+    launcher creates it), in a folder made private (0700) when it does not exist yet (`~/.cellbridge/token`).
+    Never follows a symlink and never overwrites a file holding anything; returns the file's (device, inode) so
+    that it can be removed on exit."""
     flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True)
         fd = os.open(path, flags, 0o600)
     except OSError as error:
         reason = "is a symbolic link" if path.is_symlink() else error.strerror

@@ -62,7 +62,8 @@ class PythonEnvironmentTest {
     void pythonWithoutCellBridgeSaysWhatToInstall() {
         Path system = Path.of("/usr/bin/python3");
         assumeTrue(Files.isExecutable(system), "no /usr/bin/python3 on this machine");
-        PythonEnvironment python = PythonEnvironment.ofExecutable(system);
+        // the caller's PYTHONPATH (a source checkout) would give it part of cellbridge
+        PythonEnvironment python = PythonEnvironment.ofExecutable(system).withEnvironment(Map.of("PYTHONPATH", ""));
         CellBridgeException e;
         try {
             python.check(Duration.ofSeconds(30));

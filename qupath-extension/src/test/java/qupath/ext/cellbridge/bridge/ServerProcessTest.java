@@ -11,6 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
+import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -38,8 +39,9 @@ class ServerProcessTest {
     void pythonWithoutCellBridgeFailsWithItsError() {
         Path system = Path.of("/usr/bin/python3");
         assumeTrue(Files.isExecutable(system), "no /usr/bin/python3 on this machine");
-        CellBridgeException e = assertThrows(CellBridgeException.class,
-                () -> ServerProcess.start(PythonEnvironment.ofExecutable(system), FAST));
+        // the caller's PYTHONPATH (a source checkout) would give it part of cellbridge
+        PythonEnvironment python = PythonEnvironment.ofExecutable(system).withEnvironment(Map.of("PYTHONPATH", ""));
+        CellBridgeException e = assertThrows(CellBridgeException.class, () -> ServerProcess.start(python, FAST));
         assumeTrue(!e.getMessage().contains("did not answer"), "/usr/bin/python3 has cellbridge installed");
         assertTrue(e.getMessage().startsWith("the CellBridge server exited with code 1 before it was ready; "
                 + "its last output:\n"), e.getMessage());
