@@ -123,7 +123,9 @@ def test_training_only_the_head_keeps_every_other_weight_and_batch_norm_statisti
     outlines, _ = folders
     task = nuclei_task([outlines], batch_size=2, crop=96, val_split=0.2, init=DEFAULT_NUCLEI_MODEL,
                        augment=False, trainable="head", progress=False)
-    start = task.build_module().state_dict()
+    module = task.build_module()
+    assert module.down[0][0].weight.is_contiguous(memory_format=torch.channels_last)   # trained NHWC on the CPU
+    start = module.state_dict()
     config = TrainConfig(epochs=2, lr=1e-2, optimizer="adamw", step_size=0, weight_decay=0.0, max_steps_per_epoch=2,
                          device="cpu")
     fit(task, config, tmp_path / "head", progress=False)
