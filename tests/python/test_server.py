@@ -169,6 +169,16 @@ def test_bad_requests_get_one_clear_error_and_the_server_serves_on(service: Cell
     assert value(service.ping()) == "pong"
 
 
+@pytest.mark.parametrize("pixel_size", [0, -0.25])
+def test_a_non_positive_pixel_size_of_a_real_image_is_refused_at_submit(service: CellBridgeService, image,
+                                                                       pixel_size: float) -> None:
+    path, _ = image
+    job = value(service.submit(request(path, image={"path": str(path), "pixelSize": 0.5})))  # the same, valid
+    assert wait(service, job)["state"] == "done"
+    message = error(service.submit(request(path, image={"path": str(path), "pixelSize": pixel_size})))
+    assert message == f"'image.pixelSize' must be a positive number, got {pixel_size}"
+
+
 def test_region_outside_and_gray_tiles_and_unknown_jobs(service: CellBridgeService, image) -> None:
     path, _ = image
     assert "lies outside the image (768x640)" in error(service.submit(
