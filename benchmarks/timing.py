@@ -9,13 +9,7 @@ from collections.abc import Callable, Sequence
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
     """Median seconds of `repeat` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timed_together([fn], repeat)[0]
 
 
 def timed_together(fns: Sequence[Callable[[], object]], repeat: int) -> list[float]:
