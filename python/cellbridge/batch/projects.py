@@ -21,6 +21,7 @@ QuPath installation; otherwise, and with `reader="json"`, it reads the JSON itse
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -258,11 +259,12 @@ def paquo_available() -> bool:
     return True
 
 
+@functools.cache
 def start_paquo_quietly() -> None:
-    """Start paquo's JVM with the QuPath classes' log kept off stdout, where a command prints its one JSON
-    document: while the JVM starts (QuPath's classes log as they load) file descriptor 1 points at stderr, and
-    afterwards logback (QuPath's logger) prints warnings and errors only, on stderr. Without a logback
-    configuration it would print every DEBUG line on stdout."""
+    """Once per process: start paquo's JVM with the QuPath classes' log kept off stdout, where a command prints
+    its one JSON document: while the JVM starts (QuPath's classes log as they load) file descriptor 1 points at
+    stderr, and afterwards logback (QuPath's logger) prints warnings and errors only, on stderr. Without a
+    logback configuration it would print every DEBUG line on stdout."""
     if "paquo.java" not in sys.modules:
         sys.stdout.flush()
         saved = os.dup(1)
