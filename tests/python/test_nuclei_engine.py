@@ -77,6 +77,30 @@ def test_overlapping_nuclei_are_split_where_the_heatmap_is_lowest_between_them()
     assert abs(int(in_big.sum()) - 312) <= 3 and abs(int(in_small.sum()) - 112) <= 3
 
 
+def test_a_peak_that_barely_rises_above_its_saddle_is_not_a_second_nucleus() -> None:
+    """One large nucleus whose heatmap has two bumps 14 px apart with a shallow dip between them (about 0.2 below
+    the lower bump), next to a small nucleus separated from it by a deep dip. Peaks alone give three nuclei; with
+    a prominence of 0.3 the shallow bump joins the large nucleus and the small nucleus stays apart."""
+    yy, xx = np.mgrid[0:48, 0:80] + 0.5
+    bump = lambda x, y, s: np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * s ** 2))  # noqa: E731
+    heat = np.maximum(np.maximum(0.9 * bump(18, 24, 8), 0.8 * bump(32, 24, 8)), 0.9 * bump(60, 24, 3))
+    large = ((xx - 25) / 16) ** 2 + ((yy - 24) / 11) ** 2 <= 1
+    small = np.hypot(xx - 60, yy - 24) <= 7
+    maps = np.stack([heat, large | small]).astype(np.float32)
+    dip = heat[24, 18:33].min()
+    assert 0.15 < 0.8 - dip < 0.25                          # a real but shallow saddle below the lower bump
+    tile = Tile(index=0, row=0, col=0, x=0.0, y=0.0, size=80, downsample=1.0, core=(0, 0, 80, 48))
+    rgb = np.zeros((48, 80, 3), np.uint8)
+    peaks_only = engine(peak_threshold=0.5, min_distance=3).postprocessor()(maps, rgb, tile)
+    prominent = engine(peak_threshold=0.5, min_distance=3, peak_prominence=0.3).postprocessor()(maps, rgb, tile)
+    assert len(peaks_only) == 3
+    assert len(prominent) == 2
+    big, little = sorted(prominent, key=lambda o: -o.geometry.area)
+    assert (shapely.contains_xy(big.geometry, xx, yy) != large).sum() <= 3          # the whole large nucleus
+    assert (shapely.contains_xy(little.geometry, xx, yy) != small).sum() <= 3
+    assert big.measurements["Detection probability"] == pytest.approx(0.9, abs=0.01)  # the higher bump's score
+
+
 def test_cells_grow_around_nuclei_without_overlapping() -> None:
     tile = Tile(index=0, row=0, col=0, x=0.0, y=0.0, size=64, downsample=1.0, core=(0, 0, 64, 48))
     cells = engine(cell_expansion_px=5).postprocessor()(touching_discs(), np.zeros((48, 64, 3), np.uint8), tile)
@@ -140,6 +164,7 @@ def test_training_lowers_the_loss_and_exports_a_package(coco_export: Path, tmp_p
 def test_thresholds_chosen_on_the_validation_images_replace_a_bad_setting(coco_export: Path, tmp_path: Path) -> None:
     """A model fine-tuned with a peak threshold no centre reaches finds nothing on its validation images; choosing
     the thresholds on those images picks the best-scoring combination of the grid and writes it into model.json."""
+    from cellbridge.models.package import load_model
     from cellbridge.train.keypoints import choose_postprocessing, score_validation
 
     task = nuclei_task(coco_export, batch_size=2, crop=96, mpp=0.5, single_class="Nucleus",
@@ -153,9 +178,9 @@ def test_thresholds_chosen_on_the_validation_images_replace_a_bad_setting(coco_e
     assert len(record["grid"]) == 6 and record["score_after"] == max(row["score"] for row in record["grid"])
     chosen = {k: spec["postprocessing"][k] for k in grid}
     assert chosen == record["chosen"] and chosen["peak_threshold"] < 0.5
-    assert spec["postprocessing"]["fg_threshold"] == 0.4            # outside the grid: the init model's, kept
+    init_fg = load_model("nuclei-brightfield").spec.postprocessing["fg_threshold"]
+    assert spec["postprocessing"]["fg_threshold"] == init_fg        # outside the grid: the init model's, kept
     assert spec["training"]["thresholds_chosen"]["score_after"] == record["score_after"]
-    from cellbridge.models.package import load_model
 
     package = load_model(tmp_path / "m")
     with torch.no_grad():

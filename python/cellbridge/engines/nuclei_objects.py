@@ -15,6 +15,7 @@ from scipy import ndimage as ndi
 from skimage.color import rgb2hed
 from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
+from skimage.morphology import h_maxima
 from skimage.segmentation import expand_labels, watershed
 
 from cellbridge.geometry import label_polygons, to_level0
@@ -24,6 +25,7 @@ from cellbridge.tiling.plan import Tile
 DEFAULTS: dict[str, Any] = {
     "peak_threshold": 0.3,     # minimum heatmap value of a nucleus centre
     "min_distance": 3,         # pixels between two centres
+    "peak_prominence": 0.0,    # > 0: a centre must rise this far above the saddle to any higher one (h-maxima)
     "fg_threshold": 0.5,       # foreground probability
     "min_area": 6,             # pixels; smaller pieces are dropped
     "foreground": "model",     # or "otsu" (Otsu on the hematoxylin channel)
@@ -85,6 +87,9 @@ def segment_nuclei(heat: np.ndarray, foreground: np.ndarray | None, rgb: np.ndar
 
     Peaks of the heatmap above `peak_threshold`, at least `min_distance` apart, are the seeds; the watershed of
     the inverted heatmap grows them inside the foreground (the model's, or Otsu on hematoxylin when None).
+    With `peak_prominence` h > 0 a peak must also stand h above the saddle that joins it to a higher one, and one
+    seed is kept per such maximum: the several shallow peaks a large nucleus can get become one nucleus, while
+    touching nuclei, whose centres are separated by a deep dip, stay apart.
     """
     options = {**DEFAULTS, **options}
     if foreground is None:
@@ -94,6 +99,8 @@ def segment_nuclei(heat: np.ndarray, foreground: np.ndarray | None, rgb: np.ndar
     mask = ndi.binary_opening(mask, iterations=1)
     peaks = peak_local_max(heat, min_distance=int(options["min_distance"]),
                            threshold_abs=float(options["peak_threshold"]), exclude_border=False)
+    if len(peaks) and float(options["peak_prominence"]) > 0:
+        peaks = _prominent(peaks, heat, float(options["peak_prominence"]))
     markers = np.zeros(heat.shape, np.int32)
     if len(peaks) == 0:
         return markers, np.zeros(1, np.float32)
@@ -102,6 +109,16 @@ def segment_nuclei(heat: np.ndarray, foreground: np.ndarray | None, rgb: np.ndar
     labels = watershed(-heat if distance is None else -distance, markers, mask=mask)
     scores = np.concatenate([[0.0], heat[peaks[:, 0], peaks[:, 1]]]).astype(np.float32)
     return labels, scores
+
+
+def _prominent(peaks: np.ndarray, heat: np.ndarray, prominence: float) -> np.ndarray:
+    """The peaks (rows, highest first) that lie in a maximum of `heat` at least `prominence` high (h-maxima),
+    the highest one of each such maximum."""
+    maxima, _ = ndi.label(h_maxima(heat.astype(np.float64), prominence), structure=np.ones((3, 3)))
+    region = maxima[peaks[:, 0], peaks[:, 1]]
+    _, first = np.unique(region, return_index=True)
+    keep = np.sort(first[region[first] > 0])
+    return peaks[keep]
 
 
 def otsu_hematoxylin_foreground(rgb: np.ndarray) -> np.ndarray:

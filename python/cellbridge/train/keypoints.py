@@ -416,7 +416,8 @@ def score_validation(images: list[ValidationImage], options: dict[str, Any]) -> 
 THRESHOLD_GRID: dict[str, tuple[float, ...]] = {
     "peak_threshold": (0.3, 0.4, 0.5, 0.6, 0.7),
     "min_distance": (3, 5, 7),
-    "fg_threshold": (0.4, 0.5),
+    "peak_prominence": (0.0, 0.3),
+    "fg_threshold": (0.3, 0.5),
 }
 
 
