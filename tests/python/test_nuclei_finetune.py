@@ -20,7 +20,7 @@ from cellbridge.models import DEFAULT_NUCLEI_MODEL
 from cellbridge.models.package import read_spec, resolve_model_dir
 from cellbridge.synth import SynthConfig, build_scene, render_region, truth_objects
 from cellbridge.train.keypoints import model_scale_factor, nuclei_loss, nuclei_task, render_targets
-from cellbridge.train.loop import TrainConfig, fit
+from cellbridge.train.loop import CHECKPOINT, TrainConfig, fit, load_checkpoint
 
 MPP = 0.5  # the synthetic slides' pixel size
 
@@ -106,8 +106,9 @@ def test_fine_tuning_the_default_model_lowers_the_loss_and_the_cli_runs_it(folde
     assert task.mpp == read_spec(resolve_model_dir(DEFAULT_NUCLEI_MODEL)).mpp   # the pixel size comes with --init
     assert {r.name for r in task.train_images} & {"1", "2", "3", "4"}            # point images' train split only
     result = fit(task, config, tmp_path / "tuned", progress=False)
-    losses = [h["train_loss"] for h in result.history]
+    losses = [h["train_loss"] for h in result.history if h["epoch"] > 0]
     assert losses[-1] < losses[0]
+    assert result.history[0]["epoch"] == 0 and "val_score" in result.history[0]   # the starting model, scored
     spec = json.loads((tmp_path / "tuned" / "model.json").read_text())
     assert spec["training"]["init"] == DEFAULT_NUCLEI_MODEL and [c["name"] for c in spec["classes"]] == ["Nucleus"]
     assert spec["postprocessing"] == read_spec(resolve_model_dir(DEFAULT_NUCLEI_MODEL)).postprocessing  # its thresholds
@@ -129,7 +130,7 @@ def test_training_only_the_head_keeps_every_other_weight_and_batch_norm_statisti
     config = TrainConfig(epochs=2, lr=1e-2, optimizer="adamw", step_size=0, weight_decay=0.0, max_steps_per_epoch=2,
                          device="cpu")
     fit(task, config, tmp_path / "head", progress=False)
-    tuned = torch.load(tmp_path / "head" / "weights.pt", weights_only=True)
+    tuned = load_checkpoint(tmp_path / "head" / CHECKPOINT)["model"]    # the weights after the last epoch
     changed = {name for name, value in start.items() if not torch.equal(value, tuned[name])}
     assert changed == {"head.weight", "head.bias"}          # running means/variances of every block unchanged too
     spec = json.loads((tmp_path / "head" / "model.json").read_text())
@@ -140,6 +141,27 @@ def test_training_only_the_head_keeps_every_other_weight_and_batch_norm_statisti
     assert learning and all(name.startswith(("up.", "merge.", "head.")) for name in learning)
     decoder.train()
     assert not decoder.down[0][1].training and decoder.merge[0][1].training
+
+
+def test_fine_tuning_that_makes_the_model_worse_keeps_the_starting_model(folders, tmp_path: Path) -> None:
+    """A learning rate that wrecks the output layer: every epoch scores below the starting model on the validation
+    images, so the package written is the starting model (epoch 0), weights and all."""
+    outlines, _ = folders
+    task = nuclei_task([outlines], batch_size=2, crop=96, val_split=0.2, init=DEFAULT_NUCLEI_MODEL,
+                       augment=False, trainable="head", progress=False)
+    start = {k: v.clone() for k, v in task.build_module().state_dict().items()}
+    config = TrainConfig(epochs=2, lr=5.0, optimizer="adamw", step_size=0, weight_decay=0.0, max_steps_per_epoch=2,
+                         device="cpu")
+    result = fit(task, config, tmp_path / "wrecked", progress=False)
+    scores = [h["val_score"] for h in result.history]
+    assert [h["epoch"] for h in result.history] == [0, 1, 2] and max(scores[1:]) < scores[0]
+    assert result.best_epoch == 0 and result.best_metrics["score"] == scores[0]
+    kept = torch.load(tmp_path / "wrecked" / "weights.pt", weights_only=True)
+    assert all(torch.equal(start[name], kept[name]) for name in start)
+    spec = json.loads((tmp_path / "wrecked" / "model.json").read_text())
+    assert spec["training"]["best_epoch"] == 0 and spec["training"]["validation"]["score"] == scores[0]
+    last = load_checkpoint(tmp_path / "wrecked" / CHECKPOINT)["model"]
+    assert not torch.equal(last["head.weight"], start["head.weight"])       # it did train; it was not kept
 
 
 def test_training_only_a_part_needs_a_model_to_start_from(folders) -> None:

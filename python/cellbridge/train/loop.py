@@ -134,6 +134,10 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         raise CellBridgeError(f"{out_dir} already holds a training run; pass --resume to continue it or "
                               "choose another output folder")
     started = time.perf_counter()
+    if start_epoch == 0 and getattr(task, "init", None):
+        best_score, best_metrics = _validate_starting_model(task, module, device, config, out_dir, history, command,
+                                                            progress)
+        best_epoch = 0
     clock: TrainingClock | None = None
     for epoch in range(start_epoch, config.epochs):
         seed_everything(config.seed * 1000 + epoch)
@@ -184,10 +188,7 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         history.append(record)
         if metrics["score"] > best_score:
             best_score, best_epoch, best_metrics = metrics["score"], epoch + 1, metrics
-            spec = task.spec(metrics)
-            spec.training = {**spec.training, "command": command, "best_epoch": best_epoch,
-                             "validation": metrics, "config": asdict(config), "device": str(device)}
-            save_model(out_dir, spec, module)
+            _export(task, module, metrics, best_epoch, config, device, out_dir, command)
         _append_log(out_dir / METRICS_LOG, record)
         _save_checkpoint(checkpoint_path, module, optimizer, scheduler, epoch, best_score, best_epoch,
                          best_metrics, history, config)
@@ -197,8 +198,37 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
             say(f"epoch {epoch + 1}: {shown}")
         if clock is not None:
             clock.epoch_done(epoch + 1, time.perf_counter() - epoch_started, validation_seconds)
+    if best_epoch == 0 and progress:
+        say(f"no epoch beat the starting model on the validation images (score {best_score:.4g}): "
+            f"{out_dir} holds the starting model's weights")
     return TrainResult(out_dir, len(history), best_epoch, best_metrics, history,
                        time.perf_counter() - started, str(device))
+
+
+def _export(task: TrainingTask, module: torch.nn.Module, metrics: dict[str, float], best_epoch: int,
+            config: TrainConfig, device: torch.device, out_dir: Path, command: str | None) -> None:
+    """Write `module` as the run's model package, with its validation metrics and how it was trained."""
+    spec = task.spec(metrics)
+    spec.training = {**spec.training, "command": command, "best_epoch": best_epoch,
+                     "validation": metrics, "config": asdict(config), "device": str(device)}
+    save_model(out_dir, spec, module)
+
+
+def _validate_starting_model(task: TrainingTask, module: torch.nn.Module, device: torch.device, config: TrainConfig,
+                             out_dir: Path, history: list[dict[str, Any]], command: str | None,
+                             progress: bool) -> tuple[float, dict[str, float]]:
+    """Fine-tuning: score the model it starts from as epoch 0 and export it, so that an epoch is kept only if it
+    beats the starting model on the validation images (a few images of a lab's own can make a model worse)."""
+    module.eval()
+    with torch.no_grad(), validation_progress(module, None, progress):
+        metrics = {k: float(v) for k, v in task.validate(module, device).items()}
+    record = {"epoch": 0, **{f"val_{k}": v for k, v in metrics.items()}, "seconds": 0.0}
+    history.append(record)
+    _export(task, module, metrics, 0, config, device, out_dir, command)
+    _append_log(out_dir / METRICS_LOG, record)
+    if progress:
+        say(f"epoch 0 (the starting model): val_score={metrics['score']:.4g}")
+    return metrics["score"], metrics
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
