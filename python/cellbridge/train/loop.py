@@ -134,9 +134,10 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         raise CellBridgeError(f"{out_dir} already holds a training run; pass --resume to continue it or "
                               "choose another output folder")
     started = time.perf_counter()
+    validation_calls: int | None = None   # forward passes of one validation, once known (the bar's total)
     if start_epoch == 0 and getattr(task, "init", None):
-        best_score, best_metrics = _validate_starting_model(task, module, device, config, out_dir, history, command,
-                                                            progress)
+        best_score, best_metrics, validation_calls = _validate_starting_model(task, module, device, config, out_dir,
+                                                                              history, command, progress)
         best_epoch = 0
     clock: TrainingClock | None = None
     for epoch in range(start_epoch, config.epochs):
@@ -151,6 +152,7 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
             total = min(total, config.max_steps_per_epoch) if total else config.max_steps_per_epoch
         if clock is None and progress:
             clock = TrainingClock(config.epochs, start_epoch, total)
+            clock.validation_calls = validation_calls
         bar = tqdm(loader, total=total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not progress, leave=False)
         for batch in bar:
@@ -216,11 +218,11 @@ def _export(task: TrainingTask, module: torch.nn.Module, metrics: dict[str, floa
 
 def _validate_starting_model(task: TrainingTask, module: torch.nn.Module, device: torch.device, config: TrainConfig,
                              out_dir: Path, history: list[dict[str, Any]], command: str | None,
-                             progress: bool) -> tuple[float, dict[str, float]]:
+                             progress: bool) -> tuple[float, dict[str, float], int]:
     """Fine-tuning: score the model it starts from as epoch 0 and export it, so that an epoch is kept only if it
     beats the starting model on the validation images (a few images of a lab's own can make a model worse)."""
     module.eval()
-    with torch.no_grad(), validation_progress(module, None, progress):
+    with torch.no_grad(), validation_progress(module, None, progress) as calls:
         metrics = {k: float(v) for k, v in task.validate(module, device).items()}
     record = {"epoch": 0, **{f"val_{k}": v for k, v in metrics.items()}, "seconds": 0.0}
     history.append(record)
@@ -228,7 +230,7 @@ def _validate_starting_model(task: TrainingTask, module: torch.nn.Module, device
     _append_log(out_dir / METRICS_LOG, record)
     if progress:
         say(f"epoch 0 (the starting model): val_score={metrics['score']:.4g}")
-    return metrics["score"], metrics
+    return metrics["score"], metrics, calls[0]
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
