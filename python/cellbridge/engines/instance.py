@@ -98,6 +98,7 @@ class DistanceEngine(Engine):
     """U-Net foreground + normalised distance → seeded watershed; one polygon per object."""
 
     DEFAULTS = DISTANCE_DEFAULTS
+    channels_last_on_cpu = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,7 +106,7 @@ class DistanceEngine(Engine):
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
-        return probability_maps(self.module(batch).float())
+        return probability_maps(self.module(self.in_module_layout(batch)).float())
 
     def postprocessor(self) -> DistanceObjects:
         return DistanceObjects(self.spec, dict(self.options))

@@ -37,22 +37,18 @@ class NucleiEngine(Engine):
     process_safe = True
     DEFAULTS = DEFAULTS
     threshold_option = "peak_threshold"
+    channels_last_on_cpu = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.options["foreground"] not in ("model", "otsu"):
             raise EngineOptionError(f"model {self.spec.name!r}: option 'foreground' must be 'model' or 'otsu', "
                                     f"got {self.options['foreground']!r}")
-        if self.device.type == "cpu":
-            # NHWC weights and inputs: oneDNN's convolutions run the U-Net about 1.5x faster on CPU, with the same
-            # nuclei (docs/performance.md, "CPU variants").
-            self.module = self.module.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
         maps = nuclei_maps(self.spec)
-        if self.device.type == "cpu":
-            batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = self.in_module_layout(batch)
         if self.options.get("tta"):
             return to_maps(flip_averaged_probabilities(self.module, batch, maps))
         return probability_maps(self.module(batch).float(), maps)

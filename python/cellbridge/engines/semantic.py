@@ -41,6 +41,7 @@ class SemanticEngine(Engine):
 
     DEFAULTS = DEFAULTS
     objects_per_tile = False  # its merger makes (and measures) the regions
+    channels_last_on_cpu = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,8 +53,8 @@ class SemanticEngine(Engine):
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
-        probabilities = torch.softmax(self.module(batch).float(), dim=1)
-        return list(probabilities.to(torch.float16).cpu().numpy())
+        probabilities = torch.softmax(self.module(self.in_module_layout(batch)).float(), dim=1)
+        return list(probabilities.to(torch.float16).contiguous().cpu().numpy())
 
     def postprocessor(self) -> Callable[[np.ndarray, np.ndarray, Tile], TileProbabilities]:
         return tile_probabilities
