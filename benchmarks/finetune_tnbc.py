@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cellbridge.networks import TRAINABLE_PARTS
+
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tnbc"
 RECIPE = ["--epochs", "40", "--batch-size", "2", "--crop", "192", "--lr", "0.0005",
           "--val-split", "0.2", "--scale-range", "0.8,1.25", "--stain-jitter", "strong", "--schedule", "cosine"]
@@ -42,7 +44,7 @@ def score(model: str, ids: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="nuclei-brightfield")
-    parser.add_argument("--trainable", choices=["all", "decoder", "head"], default="all",
+    parser.add_argument("--trainable", choices=TRAINABLE_PARTS, default="all",
                         help="the part of the U-Net that learns (train --trainable)")
     parser.add_argument("--fold", type=int, choices=[1, 2], default=1,
                         help="1: train on the first five images, score the last five; 2: the other way round")

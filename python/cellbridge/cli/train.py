@@ -8,6 +8,8 @@ import shlex
 import sys
 from typing import Any
 
+from cellbridge.networks import TRAINABLE_PARTS
+
 TASKS = ("detect", "nuclei", "semantic", "instance")
 TASK_ALIASES = {"keypoints": "nuclei"}   # the nuclei model is a keypoint U-Net; older commands say keypoints
 # options a recipe may set, with the value used when neither the command line nor a recipe gives one
@@ -98,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nuclei: colour / HED stain augmentation strength (default mild)")
     parser.add_argument("--init", help="nuclei: start from this nuclei model's weights where shapes match "
                         "(e.g. nuclei-he; the head is new when the class count differs)")
-    parser.add_argument("--trainable", choices=["all", "decoder", "head"],
+    parser.add_argument("--trainable", choices=TRAINABLE_PARTS,
                         help="nuclei, with --init: the part of the U-Net that learns (default all); the rest keeps "
                              "the init model's weights and batch-norm statistics. head (the output layer only) "
                              "suits a few images of tissue like the model's own")

@@ -12,14 +12,13 @@ from torch.nn import functional as F
 
 from cellbridge.engines.instance import DistanceEngine
 from cellbridge.engines.nuclei import NucleiEngine, nuclei_maps
+from cellbridge.networks import TRAINABLE_PARTS
 from cellbridge.engines.registry import architecture
 from cellbridge.engines.semantic import SemanticEngine
 
 if TYPE_CHECKING:
     from cellbridge.models.package import ModelSpec
 
-
-TRAINABLE_PARTS = ("all", "decoder", "head")
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

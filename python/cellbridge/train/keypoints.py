@@ -32,7 +32,8 @@ from cellbridge.errors import DatasetError
 from cellbridge.geometry import rasterize
 from cellbridge.models.package import ModelSpec
 from cellbridge.models.preprocess import preprocess_image
-from cellbridge.networks.unet import TRAINABLE_PARTS, build_nuclei_unet
+from cellbridge.networks import TRAINABLE_PARTS
+from cellbridge.networks.unet import build_nuclei_unet
 
 IGNORE = -100  # class target of pixels without a class (torch's cross-entropy ignore_index)
 
