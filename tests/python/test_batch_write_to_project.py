@@ -138,7 +138,8 @@ def test_batch_writes_into_the_project_replacing_only_its_own_objects(qupath, tm
 
 
 def test_the_cli_prints_one_json_document_with_quPaths_log_kept_off_stdout(qupath, tmp_path: Path) -> None:
-    """QuPath's classes log DEBUG lines on stdout when nothing configures their logger: not into the result."""
+    """QuPath's classes log DEBUG lines on stdout when nothing configures their logger: not into the result, and
+    not onto stderr either (warnings and errors only)."""
     qpproj = _new_project(tmp_path / "project", _plain_tiff(tmp_path / "slide.tif", seed=24, size=128))
     env = {**os.environ, "PAQUO_QUPATH_DIR": qupath["PAQUO_QUPATH_DIR"], "PYTHONPATH": str(REPO / "python")}
 
@@ -150,6 +151,7 @@ def test_the_cli_prints_one_json_document_with_quPaths_log_kept_off_stdout(qupat
     summary = json.loads(result.stdout)
     assert (summary["done"], summary["failed"]) == (1, 0)
     assert _objects(qpproj)["detections"] == summary["objects"] + 1
+    assert " DEBUG " not in result.stderr and " INFO " not in result.stderr, result.stderr[-2000:]
 
 
 def test_an_interrupted_write_is_cleaned_up_by_the_next_run(qupath, tmp_path: Path) -> None:

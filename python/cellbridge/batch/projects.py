@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -259,13 +260,23 @@ def paquo_available() -> bool:
     return True
 
 
+LOGBACK_WARNINGS = Path(__file__).with_name("logback-warnings.xml")
+
+
 @functools.cache
 def start_paquo_quietly() -> None:
     """Once per process: start paquo's JVM with the QuPath classes' log kept off stdout, where a command prints
-    its one JSON document: while the JVM starts (QuPath's classes log as they load) file descriptor 1 points at
-    stderr, and afterwards logback (QuPath's logger) prints warnings and errors only, on stderr. Without a
-    logback configuration it would print every DEBUG line on stdout."""
+    its one JSON document. The JVM starts with `LOGBACK_WARNINGS` as logback's configuration (QuPath's logger:
+    warnings and errors only, on stderr; unless paquo's java_opts name another), with file descriptor 1 pointing
+    at stderr meanwhile; afterwards the root logger is set to warnings on stderr again, since QuPath's GUI log
+    manager, when installed, changes it. Without a logback configuration every DEBUG line would go to stdout."""
     if "paquo.java" not in sys.modules:
+        from paquo import settings  # type: ignore[import-not-found]
+
+        options = settings.java_opts
+        options = shlex.split(options) if isinstance(options, str) else list(options)
+        if not any(option.startswith("-Dlogback.configurationFile=") for option in options):
+            settings.set("java_opts", [*options, f"-Dlogback.configurationFile={LOGBACK_WARNINGS}"])
         sys.stdout.flush()
         saved = os.dup(1)
         try:
