@@ -81,6 +81,8 @@ BAD_INPUTS = [
     ("batch-size-zero", [*NUCLEI, "good.png", "--out", "o.geojson", "--batch-size", "0"], "--batch-size"),
     ("downsample-negative", ["export-coco", "good.png", "labels.geojson", "coco", "--downsample", "1,-2"],
      "--downsample"),
+    ("train-sigma-too-small", ["train", "--task", "nuclei", "--data", "ok.json", "--out", "m", "--sigma", "0.1"],
+     "--sigma"),
     # bad datasets
     ("convert-binary-file", ["convert", "binary.bin", "o.json"], "binary.bin"),
     ("convert-nan-box", ["convert", "nan-box.json", "o.json"], "annotation 0: bbox"),

@@ -60,6 +60,13 @@ def test_a_recipe_gives_the_built_in_models_settings_and_options_override_it() -
     assert (plain.epochs, plain.lr, plain.architecture, plain.downsample) == (10, None, None, 1.0)
 
 
+def test_the_width_of_the_centre_targets_comes_from_the_option_then_the_recipe() -> None:
+    recorded = json.loads((BUILTIN_DIR / "nuclei-brightfield" / "model.json").read_text())["training"]["sigma"]
+    assert parse("--recipe", "nuclei-brightfield").sigma == recorded == 2.0
+    assert parse("--recipe", "nuclei-brightfield", "--sigma", "1.5").sigma == 1.5
+    assert parse("--task", "nuclei").sigma == 2.0
+
+
 def test_nuclei_training_is_task_nuclei_with_keypoints_as_an_alias() -> None:
     assert parse("--task", "keypoints").task == parse("--task", "nuclei").task == "nuclei"
     with pytest.raises(CellBridgeError, match="does not match recipe 'bccd-frcnn'"):
