@@ -63,7 +63,9 @@ def test_semantic_and_distance_engines_run_channels_last_on_the_cpu_with_the_sam
     batch = torch.rand(2, 3, 96, 96)
     with torch.inference_mode():
         expected = plain(batch).float()
-        expected = torch.softmax(expected, 1) if architecture == "unet-semantic" else probabilities(expected, 2)
-    raw = np.stack(engine.infer(batch)).astype(np.float32)
-    assert raw.shape == tuple(expected.shape) and all(tile.flags.c_contiguous for tile in engine.infer(batch))
+        semantic = architecture == "unet-semantic"
+        expected = torch.softmax(expected, 1) if semantic else probabilities(expected, 2)
+    tiles = engine.infer(batch)
+    raw = np.stack(tiles).astype(np.float32)
+    assert raw.shape == tuple(expected.shape) and all(tile.flags.c_contiguous for tile in tiles)
     assert np.abs(raw - expected.numpy()).max() <= 1e-3    # float16 rounding at most

@@ -74,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "that places one seed per nucleus and the split between touching nuclei)")
     parser.add_argument("--choose-thresholds", action="store_const", const=True,
                         help="nuclei: after training, choose the post-processing thresholds (peak, minimum "
-                             "distance, peak prominence, foreground) that score best on the validation images, and write them "
-                             "into model.json")
+                             "distance, peak prominence, foreground) that score best on the validation images, "
+                             "and write them into model.json")
     parser.add_argument("--crop", type=int, help="U-Nets, Mask R-CNN: random training crop (default 256)")
     parser.add_argument("--class-weights",
                         help="semantic: inverse (pixel frequency, default), none, or comma-separated weights "

@@ -68,7 +68,7 @@ class Engine(abc.ABC):
     objects_per_tile: ClassVar[bool] = True   # the postprocessor gives objects (False: input for its merger)
     DEFAULTS: ClassVar[Mapping[str, Any]] = {"max_object_size": 64}
     threshold_option: ClassVar[str | None] = None  # the option the run's `threshold` sets
-    channels_last_on_cpu: ClassVar[bool] = False   # a plain conv net: NHWC weights and inputs on the CPU (`on_device`)
+    channels_last_on_cpu: ClassVar[bool] = False   # a plain conv net: NHWC weights and inputs on the CPU
 
     def __init__(self, package: ModelPackage, device: torch.device, options: Mapping[str, Any] | None = None) -> None:
         self.package = package
@@ -79,7 +79,7 @@ class Engine(abc.ABC):
                         **self.checked(package.spec.postprocessing, f"{package.path}: model.json 'postprocessing'"),
                         **self.checked(options or {}, f"model {package.spec.name!r}: engine options")}
         self.module = package.module.to(device).eval()
-        if self.channels_last_on_cpu and device.type == "cpu":
+        if self.runs_channels_last:
             # oneDNN's convolutions run the U-Nets about 1.5x faster on CPU in NHWC order, with the same outputs
             # (docs/performance.md, "CPU variants")
             self.module = self.module.to(memory_format=torch.channels_last)
@@ -111,11 +111,14 @@ class Engine(abc.ABC):
             return None if isinstance(value, str) else "must be a string"
         return None
 
+    @property
+    def runs_channels_last(self) -> bool:
+        """Whether the module's weights and inputs are NHWC: `channels_last_on_cpu` engines on the CPU."""
+        return self.channels_last_on_cpu and self.device.type == "cpu"
+
     def in_module_layout(self, batch: torch.Tensor) -> torch.Tensor:
-        """`batch` in the memory order the module's weights are in (NHWC on the CPU for `channels_last_on_cpu`)."""
-        if self.channels_last_on_cpu and self.device.type == "cpu":
-            return batch.contiguous(memory_format=torch.channels_last)
-        return batch
+        """`batch` in the memory order the module's weights are in (see `runs_channels_last`)."""
+        return batch.contiguous(memory_format=torch.channels_last) if self.runs_channels_last else batch
 
     @abc.abstractmethod
     def infer(self, batch: torch.Tensor) -> list[Any]:

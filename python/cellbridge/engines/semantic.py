@@ -19,6 +19,7 @@ import torch
 from shapely.geometry.base import BaseGeometry
 
 from cellbridge.engines.base import Engine, check_object_type
+from cellbridge.engines.probability_maps import to_maps
 from cellbridge.merge.regions import RegionMerger, TileProbabilities
 from cellbridge.tiling.plan import Tile, TilePlan
 
@@ -53,8 +54,7 @@ class SemanticEngine(Engine):
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:
-        probabilities = torch.softmax(self.module(self.in_module_layout(batch)).float(), dim=1)
-        return list(probabilities.to(torch.float16).contiguous().cpu().numpy())
+        return to_maps(torch.softmax(self.module(self.in_module_layout(batch)).float(), dim=1))
 
     def postprocessor(self) -> Callable[[np.ndarray, np.ndarray, Tile], TileProbabilities]:
         return tile_probabilities

@@ -176,14 +176,11 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
                 break
         bar.close()
         scheduler.step()
-        module.eval()
         validation_started = time.perf_counter()
-        expected = clock.validation_calls if clock else None
-        with torch.no_grad(), validation_progress(module, expected, progress) as calls:
-            metrics = {k: float(v) for k, v in task.validate(module, device).items()}
+        metrics, calls = _validate(task, module, device, clock.validation_calls if clock else None, progress)
         validation_seconds = time.perf_counter() - validation_started
         if clock is not None:
-            clock.validation_calls = calls[0] or None
+            clock.validation_calls = calls
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                   **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                   **{f"val_{k}": v for k, v in metrics.items()}, "seconds": round(time.perf_counter() - started, 2)}
@@ -218,19 +215,27 @@ def _export(task: TrainingTask, module: torch.nn.Module, metrics: dict[str, floa
 
 def _validate_starting_model(task: TrainingTask, module: torch.nn.Module, device: torch.device, config: TrainConfig,
                              out_dir: Path, history: list[dict[str, Any]], command: str | None,
-                             progress: bool) -> tuple[float, dict[str, float], int]:
+                             progress: bool) -> tuple[float, dict[str, float], int | None]:
     """Fine-tuning: score the model it starts from as epoch 0 and export it, so that an epoch is kept only if it
     beats the starting model on the validation images (a few images of a lab's own can make a model worse)."""
-    module.eval()
-    with torch.no_grad(), validation_progress(module, None, progress) as calls:
-        metrics = {k: float(v) for k, v in task.validate(module, device).items()}
+    metrics, calls = _validate(task, module, device, None, progress)
     record = {"epoch": 0, **{f"val_{k}": v for k, v in metrics.items()}, "seconds": 0.0}
     history.append(record)
     _export(task, module, metrics, 0, config, device, out_dir, command)
     _append_log(out_dir / METRICS_LOG, record)
     if progress:
         say(f"epoch 0 (the starting model): val_score={metrics['score']:.4g}")
-    return metrics["score"], metrics, calls[0]
+    return metrics["score"], metrics, calls
+
+
+def _validate(task: TrainingTask, module: torch.nn.Module, device: torch.device, expected_calls: int | None,
+              progress: bool) -> tuple[dict[str, float], int | None]:
+    """The task's validation metrics (module in eval mode, a bar that counts its forward passes; `expected_calls`:
+    the count of an earlier validation) and the count of passes this one took (None when none were counted)."""
+    module.eval()
+    with torch.no_grad(), validation_progress(module, expected_calls, progress) as calls:
+        metrics = {k: float(v) for k, v in task.validate(module, device).items()}
+    return metrics, calls[0] or None
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
