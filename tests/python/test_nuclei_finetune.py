@@ -97,6 +97,27 @@ def test_training_images_are_brought_to_the_model_pixel_size(factor: float) -> N
     assert model_scale_factor(resized, unknown, None) == 1.0
 
 
+def test_a_source_given_its_pixel_size_is_rescaled_by_it_and_not_by_an_estimate(folders) -> None:
+    outlines, points = folders
+    point_files = {r.path for r in read_point_folder(points, "train").images}
+    given = nuclei_task([outlines, points], init=DEFAULT_NUCLEI_MODEL, source_mpp={str(points): 0.25}, progress=False)
+    assert [given.factors[path] for path in point_files] == pytest.approx([0.25 / given.mpp] * len(point_files))
+    assert given.data_summary["pixel_size_given"] == {str(points): 0.25}
+    estimated = nuclei_task([outlines, points], init=DEFAULT_NUCLEI_MODEL, progress=False)
+    assert all(estimated.factors.get(path, 1.0) == pytest.approx(1.0, rel=0.2) for path in point_files)
+    assert {p: f for p, f in given.factors.items() if p not in point_files} == \
+        {p: f for p, f in estimated.factors.items() if p not in point_files}      # the other source keeps its estimate
+    with pytest.raises(DatasetError, match="not one of the training data sources"):
+        nuclei_task([outlines], init=DEFAULT_NUCLEI_MODEL, source_mpp={str(points): 0.25}, progress=False)
+
+
+def test_a_source_pixel_size_that_is_not_source_equals_microns_is_refused_at_parsing() -> None:
+    for value in ("data/points", "data/points=0", "=0.5", "data/points=nan"):
+        done = subprocess.run([sys.executable, "-m", "cellbridge", "train", "--task", "nuclei", "--data", "d",
+                               "--out", "o", "--source-mpp", value], capture_output=True, text=True)
+        assert done.returncode == 2 and "--source-mpp" in done.stderr, (value, done.stderr)
+
+
 def test_fine_tuning_the_default_model_lowers_the_loss_and_the_cli_runs_it(folders, tmp_path: Path) -> None:
     outlines, points = folders
     config = TrainConfig(epochs=3, lr=1e-3, optimizer="adamw", step_size=0, weight_decay=0.0, max_steps_per_epoch=2,

@@ -79,3 +79,12 @@ def in_range(low: float, high: float) -> Callable[[str], float]:
         return _checked(value, low <= value <= high, f"must lie between {low:g} and {high:g}", text)
     parse.__name__ = f"number in [{low:g}, {high:g}]"
     return parse
+
+
+def source_pixel_size(text: str) -> tuple[str, float]:
+    """SOURCE=UM: a data source and the pixel size (µm, more than 0) of its images."""
+    source, sep, size = text.rpartition("=")
+    if not sep or not source:
+        raise argparse.ArgumentTypeError(f"expected SOURCE=MICRONS (e.g. data/points=0.5), got {text!r}")
+    value = _number(size)
+    return source, _checked(value, 0 < value <= 100, "the pixel size must lie in (0, 100] µm", text)

@@ -8,7 +8,7 @@ import shlex
 import sys
 from typing import Any
 
-from cellbridge.cli.argtypes import in_range
+from cellbridge.cli.argtypes import in_range, source_pixel_size
 from cellbridge.networks import TRAINABLE_PARTS
 
 TASKS = ("detect", "nuclei", "semantic", "instance")
@@ -91,6 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "every slide at its training downsample, whatever the slide's pixel size). Nuclei with "
                         "--init: the model keeps the init model's pixel size and the images are rescaled to it "
                         "(from --mpp, or from the pixel size estimated from their nuclei)")
+    parser.add_argument("--source-mpp", type=source_pixel_size, action="append", metavar="SOURCE=UM",
+                        help="nuclei: pixel size (µm) of the images of one --data source that carry none, e.g. a "
+                             "points folder of tiles cut at 0.5 µm/px (repeat for several sources). Without it they "
+                             "are rescaled by the pixel size estimated from their nuclei, image by image")
     parser.add_argument("--modality", help="nuclei: from DSB folders, only images whose manifest.csv modality "
                         "contains this text (e.g. histology)")
     parser.add_argument("--single-class", metavar="NAME", help="nuclei: relabel every nucleus as NAME (to mix "
@@ -246,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
                            modality=args.modality, single_class=args.single_class,
                            scale=_pair(args.scale_range, "--scale-range"), stain=args.stain_jitter, init=args.init,
                            postprocessing={"max_object_size": args.max_object_size} if args.max_object_size else None,
-                           split=args.split, trainable=args.trainable)
+                           split=args.split, trainable=args.trainable, source_mpp=dict(args.source_mpp or ()))
         config = _config(args, lr=0.002, optimizer="adamw", weight_decay=1e-4, step_size=0,
                          schedule="cosine" if (args.schedule or "cosine") == "cosine" else "step")
     elif args.task in ("semantic", "instance"):

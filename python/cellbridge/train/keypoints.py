@@ -208,9 +208,9 @@ class NucleiDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset: Dataset, images: list[ImageRecord], preprocessing: dict[str, Any], sigma: float,
                  augment: bool, crop: int | None, scale: tuple[float, float] = (0.8, 1.25),
-                 stain: str = "mild", factors: dict[str, float] | None = None) -> None:
+                 stain: str = "mild", factors: dict[Path, float] | None = None) -> None:
         self.dataset, self.images, self.preprocessing = dataset, images, preprocessing
-        self.factors = factors or {}  # image name → resize factor to the model's pixel size
+        self.factors = factors or {}  # image file → resize factor to the model's pixel size
         self.class_index = {name: i for i, name in enumerate(dataset.classes)}
         self.sigma = sigma
         seed = int(torch.randint(0, 2 ** 31 - 1, ()).item())  # from the loop's per-epoch torch seed
@@ -221,7 +221,7 @@ class NucleiDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rgb, record = load_scaled(self.images[i], self.factors.get(self.images[i].name, 1.0))
+        rgb, record = load_scaled(self.images[i], self.factors.get(self.images[i].path, 1.0))
         t = render_targets(record, self.class_index, self.sigma)
         masks = [t.heat, t.foreground, t.classes.astype(np.int32), t.valid, t.distance]
         if self.transform is not None:
@@ -303,7 +303,7 @@ class NucleiTask:
     stain: str = "mild"                        # augmentation stain jitter: mild or strong
     init: str | None = None                    # model package whose matching weights start the training
     postprocessing: dict[str, Any] = field(default_factory=dict)  # model.json postprocessing overrides
-    factors: dict[str, float] = field(default_factory=dict)  # image name → resize to the model's pixel size
+    factors: dict[Path, float] = field(default_factory=dict)  # image file → resize to the model's pixel size
     trainable: str = "all"                     # the part of the U-Net that learns (see UNet.train_only)
 
     @property
@@ -365,7 +365,7 @@ class NucleiTask:
             item = data[i]
             logits = module(item["image"][None].to(device)).float()
             maps = torch.sigmoid(logits[0, :self.maps]).cpu().numpy()
-            record = rescaled_record(self.val_images[i], self.factors.get(self.val_images[i].name, 1.0))
+            record = rescaled_record(self.val_images[i], self.factors.get(self.val_images[i].path, 1.0))
             targets = render_targets(record, data.class_index, self.sigma)
             truth = _instance_labels(record) if targets.outlined else None
             images.append(ValidationImage(maps, item["valid"].numpy() > 0.5, targets.centres, truth))
@@ -521,8 +521,22 @@ def read_nuclei_data(paths: list[Path], modality: str | None = None, split: str 
     return [read(p) for p in paths]
 
 
-def scale_factors(images: list[ImageRecord], model_mpp: float | None, progress: bool = True) -> dict[str, float]:
-    """Image name → the resize that brings it to `model_mpp` (see `model_scale_factor`); factors of 1 left out."""
+def _source_pixel_sizes(paths: list[Path], source_mpp: dict[str, float]) -> dict[Path, float]:
+    """Each data source named in `source_mpp` → its images' pixel size; an error for a name that is no source."""
+    sizes = {}
+    for name, size in source_mpp.items():
+        matches = [p for p in paths if p == Path(name) or p.resolve() == Path(name).resolve()]
+        if not matches:
+            raise DatasetError(f"pixel size given for {name!r}, which is not one of the training data sources "
+                               f"({', '.join(map(str, paths))})")
+        if not 0 < size <= 100:
+            raise DatasetError(f"pixel size of {name!r} must be between 0 and 100 µm, got {size}")
+        sizes.update((p, float(size)) for p in matches)
+    return sizes
+
+
+def scale_factors(images: list[ImageRecord], model_mpp: float | None, progress: bool = True) -> dict[Path, float]:
+    """Image file → the resize that brings it to `model_mpp` (see `model_scale_factor`); factors of 1 left out."""
     from tqdm import tqdm
 
     factors = {}
@@ -531,7 +545,7 @@ def scale_factors(images: list[ImageRecord], model_mpp: float | None, progress: 
     for record in tqdm(images, desc="pixel sizes", unit="image", disable=not progress, leave=False):
         factor = model_scale_factor(read_rgb(record.path), record, model_mpp)
         if factor != 1.0:
-            factors[record.name] = factor
+            factors[record.path] = factor
     return factors
 
 
@@ -550,10 +564,11 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
                 mpp: float | None = None, modality: str | None = None, single_class: str | None = None,
                 scale: tuple[float, float] = (0.8, 1.25), stain: str = "mild", init: str | None = None,
                 postprocessing: dict[str, Any] | None = None, split: str = "train", trainable: str = "all",
-                progress: bool = True) -> NucleiTask:
+                source_mpp: dict[str, float] | None = None, progress: bool = True) -> NucleiTask:
     """A nuclei training task from COCO exports, DSB-style folders and/or point folders; images split into
     train/val by a seeded shuffle. `single_class` relabels every nucleus with that one class (needed to mix
-    classed and class-less data). `mpp` is the pixel size of the COCO images (tiles exported from slides); the
+    classed and class-less data). `mpp` is the pixel size of the COCO images (tiles exported from slides),
+    `source_mpp` that of the images of the named sources (e.g. a points folder of tiles cut at one pixel size); the
     model's pixel size, post-processing and distance map are the `init` model's, else `mpp` and the defaults. Images
     are brought to the model's pixel size from their own (COCO with `mpp`), else from the one estimated from their
     nuclei, as a run does on an uncalibrated image. `trainable` is the part of the U-Net that learns: all, decoder
@@ -565,10 +580,12 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
         raise DatasetError(f"training only the {trainable} needs --init: the model to fine-tune")
     paths = [Path(p) for p in (data if isinstance(data, list) else [data])]
     datasets = read_nuclei_data(paths, modality, split)
+    given = _source_pixel_sizes(paths, source_mpp or {})
     for source, dataset in zip(paths, datasets):
-        if source.suffix.lower() == ".json":  # COCO exports: tiles at the pixel size they were exported for
-            for record in dataset.images:
-                record.mpp = record.mpp or mpp
+        # given for this source, else for COCO exports: tiles at the pixel size they were exported for
+        source_size = given.get(source) or (mpp if source.suffix.lower() == ".json" else None)
+        for record in dataset.images:
+            record.mpp = record.mpp or source_size
     if init:  # the pixel size and post-processing thresholds come with the model being fine-tuned
         from cellbridge.models.package import read_spec, resolve_model_dir
 
@@ -598,6 +615,8 @@ def nuclei_task(data: str | Path | list[str | Path], *, val_split: float = 0.2, 
         summary["rescaled_to_model_pixel_size"] = {"images": len(factors), "median_factor": round(float(np.median(values)), 3),
                                                    "min_factor": round(float(values.min()), 3),
                                                    "max_factor": round(float(values.max()), 3)}
+    if given:
+        summary["pixel_size_given"] = {str(p): size for p, size in given.items()}
     if modality:
         summary["modality"] = modality
     if single_class:
