@@ -12,12 +12,12 @@ import torch
 from cellbridge.engines.instance import DistanceEngine
 from cellbridge.engines.nuclei import NucleiEngine, nuclei_maps
 from cellbridge.engines.probability_maps import probabilities, probability_maps
+from cellbridge.engines.semantic import SemanticEngine
 from cellbridge.evaluate.segmentation import instance_metrics_polygons
 from cellbridge.models import DEFAULT_NUCLEI_MODEL
-from cellbridge.engines.semantic import SemanticEngine
 from cellbridge.models.package import ModelPackage, ModelSpec, load_model
-from cellbridge.networks.unet import build_distance_unet, build_semantic_unet
 from cellbridge.models.preprocess import to_batch
+from cellbridge.networks.unet import build_distance_unet, build_semantic_unet
 from cellbridge.synth import SynthConfig, build_scene, render_region
 from cellbridge.tiling.plan import Tile
 

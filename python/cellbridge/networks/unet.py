@@ -12,13 +12,12 @@ from torch.nn import functional as F
 
 from cellbridge.engines.instance import DistanceEngine
 from cellbridge.engines.nuclei import NucleiEngine, nuclei_maps
-from cellbridge.networks import TRAINABLE_PARTS
 from cellbridge.engines.registry import architecture
 from cellbridge.engines.semantic import SemanticEngine
+from cellbridge.networks import TRAINABLE_PARTS
 
 if TYPE_CHECKING:
     from cellbridge.models.package import ModelSpec
-
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

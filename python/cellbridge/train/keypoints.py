@@ -525,7 +525,8 @@ def _source_pixel_sizes(paths: list[Path], source_mpp: dict[str, float]) -> dict
     """Each data source named in `source_mpp` → its images' pixel size; an error for a name that is no source."""
     sizes = {}
     for name, size in source_mpp.items():
-        matches = [p for p in paths if p == Path(name) or p.resolve() == Path(name).resolve()]
+        named = Path(name).resolve()
+        matches = [p for p in paths if p.resolve() == named]
         if not matches:
             raise DatasetError(f"pixel size given for {name!r}, which is not one of the training data sources "
                                f"({', '.join(map(str, paths))})")
