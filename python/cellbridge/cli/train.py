@@ -20,7 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "samples_per_epoch": None, "tile_size": 512, "mpp": None, "single_class": None, "scale_range": "0.8,1.25",
     "stain_jitter": "mild", "init": None, "max_object_size": None, "steps_per_epoch": 0, "seed": 0,
     "downsample": 1.0, "step_size": None, "weight_decay": None, "schedule": None, "distance_map": False,
-    "choose_thresholds": False, "trainable": "all", "sigma": 2.0,
+    "choose_thresholds": False, "trainable": "all", "sigma": 2.0, "ema": 0.0,
     # settings of model.json's training.config that have no option of their own
     "optimizer": None, "momentum": None, "gamma": None, "params": None,
 }
@@ -120,6 +120,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", choices=["constant", "cosine"],
                         help="nuclei: learning rate constant, or cosine decay to 1%% over the epochs "
                              "(default cosine)")
+    parser.add_argument("--ema", type=in_range(0.0, 0.9999), metavar="DECAY",
+                        help="validate and export an exponential moving average of the weights, updated after every "
+                             "step with this decay (e.g. 0.995: about the last 200 steps), instead of the weights as "
+                             "trained; it evens out the step-to-step noise of small batches (default 0: off)")
     parser.add_argument("--name", help="model name in model.json (default: the output folder's name)")
     parser.add_argument("--steps-per-epoch", type=int, help="cap on steps per epoch (default 0: all data)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -164,7 +168,8 @@ def recipe_options(name: str) -> dict[str, Any]:
         options["max_object_size"] = spec.postprocessing["max_object_size"]
     for option, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("optimizer", "optimizer"),
                         ("weight_decay", "weight_decay"), ("step_size", "step_size"), ("momentum", "momentum"),
-                        ("gamma", "gamma"), ("seed", "seed"), ("steps_per_epoch", "max_steps_per_epoch")):
+                        ("gamma", "gamma"), ("seed", "seed"), ("steps_per_epoch", "max_steps_per_epoch"),
+                        ("ema", "ema")):
         if config.get(key) is not None:
             options[option] = config[key]
     if spec.task == "nuclei":   # the loop's "step" schedule with the recorded step size (0: constant)
@@ -292,7 +297,7 @@ def _config(args: argparse.Namespace, schedule: str = "step", **task_defaults: A
               for key, default in task_defaults.items()}
     extra = {key: getattr(args, key) for key in ("momentum", "gamma") if getattr(args, key) is not None}
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                       max_steps_per_epoch=args.steps_per_epoch, schedule=schedule, **chosen, **extra)
+                       max_steps_per_epoch=args.steps_per_epoch, schedule=schedule, ema=args.ema, **chosen, **extra)
 
 
 def _check_paths(args: argparse.Namespace) -> None:

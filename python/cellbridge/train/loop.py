@@ -1,7 +1,7 @@
 """The one training loop every task uses: epochs, validation, best-model export, checkpoints and resume.
 
 A task supplies the model, data loaders, a loss for one batch and a validation function; the loop owns the
-optimizer, the schedule, reproducibility (every epoch re-seeds from `seed + epoch`, so a resumed run takes the
+optimizer, the schedule, an optional moving average of the weights, reproducibility (every epoch re-seeds from `seed + epoch`, so a resumed run takes the
 same next steps as an uninterrupted one), atomic checkpoints after each epoch, `metrics.jsonl`, a PNG plot,
 and the export of the best epoch as a model package into the output folder.
 """
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from cellbridge.device import autocast, resolve_device
@@ -50,6 +51,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True                  # mixed precision on CUDA
     max_steps_per_epoch: int = 0      # 0: the whole training set each epoch
+    ema: float = 0.0                  # decay per step of an exponential moving average of the weights, which is
+                                      # what gets validated and exported (0: off, the weights as trained)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +112,15 @@ def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.o
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+def _moving_average(config: TrainConfig, module: torch.nn.Module) -> AveragedModel | None:
+    """The exponential moving average of `module`'s weights and batch-norm statistics (None when `config.ema` is 0)."""
+    if not config.ema:
+        return None
+    if not 0 < config.ema < 1:
+        raise CellBridgeError(f"the weight moving-average decay must lie in (0, 1), got {config.ema}")
+    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+
+
 def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
         cancelled: Callable[[], bool] = lambda: False, command: str | None = None) -> TrainResult:
     """Train `task`; export the best epoch as a package in `out_dir`; `resume` continues from the checkpoint."""
@@ -119,6 +131,8 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = _optimizer(config, params)
     scheduler = _scheduler(config, optimizer)
+    averaged = _moving_average(config, module)
+    kept = averaged.module if averaged is not None else module   # the weights validated and exported
     start_epoch, best_score, best_epoch, best_metrics, history = 0, -math.inf, -1, {}, []
     checkpoint_path = out_dir / CHECKPOINT
     if resume:
@@ -128,6 +142,11 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if averaged is not None:
+            if "averaged" not in state:
+                raise CellBridgeError(f"{checkpoint_path}: the run was trained without a weight moving average; "
+                                      "resume it without --ema")
+            averaged.load_state_dict(state["averaged"])
         start_epoch, best_score = state["epoch"] + 1, state["best_score"]
         best_epoch, best_metrics, history = state["best_epoch"], state["best_metrics"], state["history"]
     elif checkpoint_path.exists():
@@ -136,7 +155,7 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
     started = time.perf_counter()
     validation_calls: int | None = None   # forward passes of one validation, once known (the bar's total)
     if start_epoch == 0 and getattr(task, "init", None):
-        best_score, best_metrics, validation_calls = _validate_starting_model(task, module, device, config, out_dir,
+        best_score, best_metrics, validation_calls = _validate_starting_model(task, kept, device, config, out_dir,
                                                                               history, command, progress)
         best_epoch = 0
     clock: TrainingClock | None = None
@@ -166,6 +185,8 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(module)
             steps += 1
             for name, value in {"loss": float(loss.item()), **parts}.items():
                 sums[name] = sums.get(name, 0.0) + value
@@ -177,7 +198,7 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         bar.close()
         scheduler.step()
         validation_started = time.perf_counter()
-        metrics, calls = _validate(task, module, device, clock.validation_calls if clock else None, progress)
+        metrics, calls = _validate(task, kept, device, clock.validation_calls if clock else None, progress)
         validation_seconds = time.perf_counter() - validation_started
         if clock is not None:
             clock.validation_calls = calls
@@ -187,10 +208,10 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         history.append(record)
         if metrics["score"] > best_score:
             best_score, best_epoch, best_metrics = metrics["score"], epoch + 1, metrics
-            _export(task, module, metrics, best_epoch, config, device, out_dir, command)
+            _export(task, kept, metrics, best_epoch, config, device, out_dir, command)
         _append_log(out_dir / METRICS_LOG, record)
         _save_checkpoint(checkpoint_path, module, optimizer, scheduler, epoch, best_score, best_epoch,
-                         best_metrics, history, config)
+                         best_metrics, history, config, averaged)
         _plot(history, out_dir / PLOT)
         if progress:
             shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds"))
@@ -258,13 +279,16 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 
 def _save_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: Any, epoch: int, best_score: float, best_epoch: int,
-                     best_metrics: dict[str, float], history: list[dict[str, Any]], config: TrainConfig) -> None:
+                     best_metrics: dict[str, float], history: list[dict[str, Any]], config: TrainConfig,
+                     averaged: AveragedModel | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": module.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_score,
+             "best_epoch": best_epoch, "best_metrics": best_metrics, "history": history, "config": asdict(config)}
+    if averaged is not None:
+        state["averaged"] = averaged.state_dict()
     with atomic_path(path) as tmp:
-        torch.save({"model": module.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_score,
-                    "best_epoch": best_epoch, "best_metrics": best_metrics, "history": history,
-                    "config": asdict(config)}, tmp)
+        torch.save(state, tmp)
 
 
 def _append_log(path: Path, record: dict[str, Any]) -> None:
