@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 import torch
+from cellbridge.cli.train import _config, add_arguments, resolve_options
 from cellbridge.datasets.tile_export import export_coco_tiles
 from cellbridge.errors import CellBridgeError
 from cellbridge.io.slides import ArraySlide
@@ -80,3 +82,14 @@ def test_a_decay_outside_zero_to_one_is_refused_before_training(tiles: Path, tmp
     with pytest.raises(CellBridgeError, match=r"decay must lie in \(0, 1\), got 1.5"):
         fit(tiny_task(tiles), config(1, ema=1.5), tmp_path / "m", progress=False)
     assert not (tmp_path / "m").exists()
+
+
+def test_the_option_reaches_the_loop_and_a_decay_of_one_is_refused_at_parsing(capsys) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    words = ["--task", "nuclei", "--data", "d", "--out", "o"]
+    assert _config(resolve_options(parser.parse_args([*words, "--ema", "0.995"]))).ema == 0.995
+    assert _config(resolve_options(parser.parse_args(words))).ema == 0.0
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args([*words, "--ema", "1"])
+    assert exited.value.code == 2 and "--ema" in capsys.readouterr().err
