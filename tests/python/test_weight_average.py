@@ -73,8 +73,11 @@ def test_a_resumed_run_continues_the_average_as_an_uninterrupted_one(tiles: Path
     for key in whole:
         torch.testing.assert_close(halves[key], whole[key])
 
+    # the average and the weights as trained are never mixed up on resuming
+    with pytest.raises(CellBridgeError, match=r"trained with a moving .* resume it with one"):
+        fit(tiny_task(tiles), config(3, ema=0.0), tmp_path / "halves", resume=True, progress=False)
     fit(tiny_task(tiles), config(1, ema=0.0), tmp_path / "plain", progress=False)
-    with pytest.raises(CellBridgeError, match="without a weight moving average"):
+    with pytest.raises(CellBridgeError, match="trained without a moving average of the weights"):
         fit(tiny_task(tiles), config(2, ema=0.8), tmp_path / "plain", resume=True, progress=False)
 
 

@@ -1,9 +1,9 @@
 """The one training loop every task uses: epochs, validation, best-model export, checkpoints and resume.
 
 A task supplies the model, data loaders, a loss for one batch and a validation function; the loop owns the
-optimizer, the schedule, an optional moving average of the weights, reproducibility (every epoch re-seeds from `seed + epoch`, so a resumed run takes the
-same next steps as an uninterrupted one), atomic checkpoints after each epoch, `metrics.jsonl`, a PNG plot,
-and the export of the best epoch as a model package into the output folder.
+optimizer, the schedule, an optional moving average of the weights, reproducibility (every epoch re-seeds from
+`seed + epoch`, so a resumed run takes the same next steps as an uninterrupted one), atomic checkpoints after each
+epoch, `metrics.jsonl`, a PNG plot, and the export of the best epoch as a model package into the output folder.
 """
 
 from __future__ import annotations
@@ -142,10 +142,11 @@ def fit(task: TrainingTask, config: TrainConfig, out_dir: str | Path, resume: bo
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if ("averaged" in state) != (averaged is not None):
+            trained = "with" if "averaged" in state else "without"
+            raise CellBridgeError(f"{checkpoint_path}: the run was trained {trained} a moving average of the weights "
+                                  f"(--ema); resume it {trained} one")
         if averaged is not None:
-            if "averaged" not in state:
-                raise CellBridgeError(f"{checkpoint_path}: the run was trained without a weight moving average; "
-                                      "resume it without --ema")
             averaged.load_state_dict(state["averaged"])
         start_epoch, best_score = state["epoch"] + 1, state["best_score"]
         best_epoch, best_metrics, history = state["best_epoch"], state["best_metrics"], state["history"]
